@@ -1,0 +1,3 @@
+from catalogue_tagger.cli import main
+
+main()

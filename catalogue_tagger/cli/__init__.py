@@ -1,0 +1,32 @@
+"""The ``catalogue-tagger`` command. Subcommands load lazily, so ``--help`` does not import torch."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# name -> "module:attribute" of a click command or group
+COMMANDS: dict[str, str] = {
+    "predict": "catalogue_tagger.cli.predict:predict",
+    "models": "catalogue_tagger.cli.models:models",
+}
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        target = COMMANDS.get(cmd_name)
+        if target is None:
+            return None
+        module_name, attr = target.split(":")
+        command: click.Command = getattr(importlib.import_module(module_name), attr)
+        return command
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="catalogue-tagger")
+def main() -> None:
+    """Tag a music catalogue with pretrained taggers and store the tags in Postgres."""

@@ -1,0 +1,119 @@
+"""Named errors. Each failure kind is a class; ``kind`` is what gets stored against a track.
+
+The pipeline is the one place that turns a :class:`TaggerError` into a ``TrackFailure``.
+"""
+
+from __future__ import annotations
+
+
+class TaggerError(Exception):
+    """Base class of every error catalogue-tagger raises on purpose."""
+
+    kind: str = "error"
+
+    def __init__(self, detail: str | None = None) -> None:
+        super().__init__(detail or (self.__doc__ or self.kind).strip())
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
+# --- input audio -----------------------------------------------------------------------------------
+class DecodeError(TaggerError):
+    """The audio could not be decoded."""
+
+    kind = "decode_error"
+
+
+class UnsupportedFormat(DecodeError):
+    """The object is not audio in a format we can decode."""
+
+    kind = "unsupported_format"
+
+
+class NoAudioStream(DecodeError):
+    """The container holds no audio stream."""
+
+    kind = "no_audio_stream"
+
+
+class EmptyAudio(DecodeError):
+    """The audio stream decoded to zero samples."""
+
+    kind = "empty_audio"
+
+
+class TooShort(DecodeError):
+    """The audio is shorter than the minimum accepted duration."""
+
+    kind = "too_short"
+
+
+class TooLong(DecodeError):
+    """The audio is longer than the maximum accepted duration."""
+
+    kind = "too_long"
+
+
+# --- object stores ---------------------------------------------------------------------------------
+class FetchError(TaggerError):
+    """The object could not be read from its store."""
+
+    kind = "fetch_error"
+
+
+class SourceError(TaggerError):
+    """The source (folder or bucket) cannot be listed."""
+
+    kind = "source_error"
+
+
+# --- models and inference --------------------------------------------------------------------------
+class ModelError(TaggerError):
+    """A model could not be loaded or run."""
+
+    kind = "model_error"
+
+
+class UnknownModel(ModelError):
+    """No model of that name is registered."""
+
+    kind = "unknown_model"
+
+
+class WeightsMismatch(ModelError):
+    """Model weights do not match their pinned sha256."""
+
+    kind = "weights_mismatch"
+
+
+class BackendUnavailable(ModelError):
+    """The requested inference backend cannot run on this machine."""
+
+    kind = "backend_unavailable"
+
+
+class InferenceError(ModelError):
+    """A batch failed in the inference backend."""
+
+    kind = "inference_error"
+
+
+# --- database --------------------------------------------------------------------------------------
+class StoreError(TaggerError):
+    """The database could not be reached or refused a statement."""
+
+    kind = "store_error"
+
+
+class MigrationError(StoreError):
+    """A schema migration failed."""
+
+    kind = "migration_error"
+
+
+class EmbeddedPostgresError(StoreError):
+    """The embedded Postgres server could not be started or stopped."""
+
+    kind = "embedded_postgres_error"
