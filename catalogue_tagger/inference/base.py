@@ -1,0 +1,59 @@
+"""The backend interface: load once, run one batch of waveform segments, free on exit.
+
+``run(batch)`` takes ``[n, spec.window]`` float32 and returns ``{output name: [n, ...] float32}`` with the
+names of ``spec.output_names`` (``probs``, ``logits``, ``embedding``). Returned arrays belong to the caller.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from types import TracebackType
+
+import numpy as np
+
+from catalogue_tagger.errors import BackendUnavailable
+from catalogue_tagger.models.base import ModelSpec
+
+BACKENDS = ("torch", "onnx", "tensorrt")
+
+
+class Backend(ABC):
+    spec: ModelSpec
+
+    @abstractmethod
+    def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def close(self) -> None:
+        """Release the model and its device memory."""
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _check(self, batch: np.ndarray) -> np.ndarray:
+        if batch.ndim != 2 or batch.shape[1] != self.spec.window:
+            raise ValueError(f"{self.spec.name}: batch of shape {batch.shape}, expected [n, {self.spec.window}]")
+        return np.ascontiguousarray(batch, dtype=np.float32)
+
+
+def open_backend(
+    model: str, backend: str = "torch", device: str = "cpu", *, max_batch: int = 64, precision: str = "fp32"
+) -> Backend:
+    """Open ``model`` on ``backend``/``device``. Raises :class:`BackendUnavailable` when it cannot run here."""
+    if backend == "torch":
+        from catalogue_tagger.inference.torch_backend import TorchBackend
+
+        return TorchBackend(model, device)
+    if backend == "onnx":
+        from catalogue_tagger.inference.onnx_backend import OnnxBackend
+
+        return OnnxBackend(model, device)
+    if backend == "tensorrt":
+        from catalogue_tagger.inference.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend.from_cache(model, precision=precision, max_batch=max_batch)
+    raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
