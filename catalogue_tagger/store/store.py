@@ -1,0 +1,280 @@
+"""The :class:`Store`: everything the pipeline, Dagster and the CLI write to or read from Postgres.
+
+Writes are bulk: rows are COPYed into session temp tables, then merged with ``INSERT … ON CONFLICT DO
+UPDATE … WHERE … IS DISTINCT FROM``, so a batch of many tracks costs a few statements and rewriting an
+identical result changes no row. All SQL lives in ``sql/queries.sql``; driver errors become
+:class:`StoreError` here.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from types import TracebackType
+from typing import Any
+
+from sqlalchemy import Connection, Engine
+
+from catalogue_tagger.config import Settings
+from catalogue_tagger.errors import StoreError
+from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult, TrackTask
+from catalogue_tagger.store import migrate as migrations
+from catalogue_tagger.store.driver import copy_rows, run_script, store_errors
+from catalogue_tagger.store.engine import make_engine, resolve_database_url
+from catalogue_tagger.store.queries import queries, raw_queries
+
+#: A claim older than this is presumed abandoned (its run crashed) and may be taken by another run.
+CLAIM_TTL_S = 3600
+
+
+@dataclass(frozen=True)
+class DiscoverCounts:
+    """What ``record_objects`` found: new uris, changed etags, and objects already known as they are."""
+
+    new: int = 0
+    changed: int = 0
+    unchanged: int = 0
+
+    def __add__(self, other: DiscoverCounts) -> DiscoverCounts:
+        return DiscoverCounts(self.new + other.new, self.changed + other.changed, self.unchanged + other.unchanged)
+
+
+def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
+    iterator = iter(items)
+    while batch := list(islice(iterator, size)):
+        yield batch
+
+
+def _floats(values: Any) -> list[float]:
+    """A numpy vector as Python floats (float32 values survive the round trip through ``real`` exactly)."""
+    return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
+
+
+class Store:
+    """A migrated Postgres database. Thread-safe for one writer plus readers (pooled connections)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    # --- lifecycle -----------------------------------------------------------------------------
+    @classmethod
+    def connect(cls, database_url: str | None, settings: Settings | None = None) -> Store:
+        """Open the database at ``database_url`` (None: env, else the embedded server) and migrate it."""
+        url = resolve_database_url(database_url, settings)
+        store = cls(make_engine(url))
+        try:
+            migrations.migrate(store.engine)
+        except Exception:
+            store.close()
+            raise
+        return store
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+    def _begin(self) -> Any:
+        return self.engine.begin()
+
+    @property
+    def embedding_type(self) -> str:
+        """``vector`` (pgvector) or ``real[]``: which one this database chose at migration time."""
+        return migrations.schema_info(self.engine).get("embedding_type", "real[]")
+
+    # --- models --------------------------------------------------------------------------------
+    def register_model(
+        self, name: str, weights_sha256: str, labels: Sequence[str], kind: str, embedding_dim: int | None
+    ) -> int:
+        """The ``model_id`` of this (name, weights) version, registering it on first sight."""
+        params = {
+            "name": name,
+            "weights_sha256": weights_sha256,
+            "labels": list(labels),
+            "kind": kind,
+            "embedding_dim": embedding_dim,
+        }
+        with store_errors(f"register model {name}"), self._begin() as conn:
+            return int(conn.execute(queries()["upsert_model"], params).scalar_one())
+
+    # --- discovery -----------------------------------------------------------------------------
+    def record_objects(self, objects: Iterable[ObjectInfo], batch_size: int = 5000) -> DiscoverCounts:
+        """Upsert listed objects in batches: new → pending, etag changed → pending again, unchanged → untouched."""
+        total = DiscoverCounts()
+        for batch in _batches(objects, batch_size):
+            unique = {obj.uri: obj for obj in batch}  # one listing may repeat a key; the last wins
+            rows = (
+                (o.uri, o.etag, o.size, o.last_modified, o.partition_key) for o in unique.values()
+            )
+            with store_errors("record discovered objects"), self._begin() as conn:
+                run_script(conn, raw_queries()["create_stage_objects"])
+                copy_rows(conn, "stage_objects", ("uri", "etag", "size_bytes", "last_modified", "partition_key"), rows)
+                new, changed = conn.execute(queries()["merge_objects_from_stage"]).one()
+            total += DiscoverCounts(new, changed, len(unique) - new - changed)
+        return total
+
+    def mark_pending(self, uris: Sequence[str] | None = None, partition_key: str | None = None) -> int:
+        """Make tracks pending again (``--force``); None filters match all. Returns how many changed."""
+        params = {"uris": list(uris) if uris is not None else None, "partition_key": partition_key}
+        with store_errors("mark tracks pending"), self._begin() as conn:
+            return conn.execute(queries()["mark_pending"], params).rowcount
+
+    def claim_pending(self, run_id: int, limit: int, partition_key: str | None = None) -> list[TrackTask]:
+        """Claim up to ``limit`` pending tracks for ``run_id``; concurrent runs never get the same track."""
+        params = {"run_id": run_id, "limit": limit, "partition_key": partition_key, "claim_ttl_s": CLAIM_TTL_S}
+        with store_errors("claim pending tracks"), self._begin() as conn:
+            rows = conn.execute(queries()["claim_pending"], params).all()
+        return sorted((TrackTask(r.track_id, r.uri, r.etag) for r in rows), key=lambda t: t.track_id)
+
+    # --- results -------------------------------------------------------------------------------
+    def write_results(
+        self, results: Sequence[TrackResult], model_ids: Mapping[str, int], segments: bool = False
+    ) -> None:
+        """Store tags, embeddings (and the taggram if ``segments``) of many tracks, and mark them tagged.
+
+        One transaction for the batch, so each track is all-or-nothing; if the batch is refused (e.g. a
+        track was deleted meanwhile), tracks are retried one by one so the others still land, and the
+        refused ones are reported in one :class:`StoreError`.
+        """
+        if not results:
+            return
+        try:
+            self._write_results(results, model_ids, segments)
+        except StoreError:
+            if len(results) == 1:
+                raise
+            refused = []
+            for result in results:
+                try:
+                    self._write_results([result], model_ids, segments)
+                except StoreError as exc:
+                    refused.append(f"{result.uri}: {exc}")
+            if refused:
+                raise StoreError(f"{len(refused)} track(s) could not be written: " + "; ".join(refused)) from None
+
+    def _write_results(self, results: Sequence[TrackResult], model_ids: Mapping[str, int], segments: bool) -> None:
+        for result in results:
+            for output in result.outputs:
+                if output.model not in model_ids:
+                    raise StoreError(f"model {output.model!r} of {result.uri} is not registered")
+        with store_errors("write results"), self._begin() as conn:
+            run_script(conn, raw_queries()["create_stage_results"])
+            copy_rows(
+                conn,
+                "stage_tracks",
+                ("track_id", "duration_s", "flags"),
+                ((r.track_id, float(r.duration_s), list(r.flags)) for r in results),
+            )
+            copy_rows(
+                conn,
+                "stage_scores",
+                ("track_id", "model_id", "n_segments", "score", "score_max"),
+                (
+                    (r.track_id, model_ids[o.model], o.n_segments, _floats(o.mean), _floats(o.max))
+                    for r in results
+                    for o in r.outputs
+                ),
+            )
+            n_embeddings = copy_rows(
+                conn,
+                "stage_embeddings",
+                ("track_id", "model_id", "embedding"),
+                (
+                    (r.track_id, model_ids[o.model], _floats(o.embedding))
+                    for r in results
+                    for o in r.outputs
+                    if o.embedding is not None
+                ),
+            )
+            conn.execute(queries()["merge_tags_from_stage"])
+            if n_embeddings:
+                conn.execute(queries()["merge_embeddings_from_stage"])
+            if segments:
+                copy_rows(
+                    conn,
+                    "stage_segments",
+                    ("track_id", "model_id", "segment_index", "scores"),
+                    self._segment_rows(results, model_ids),
+                )
+                conn.execute(queries()["delete_stale_segments"])
+                conn.execute(queries()["merge_segments_from_stage"])
+            conn.execute(queries()["mark_tagged_from_stage"])
+
+    @staticmethod
+    def _segment_rows(results: Sequence[TrackResult], model_ids: Mapping[str, int]) -> Iterator[tuple[Any, ...]]:
+        for r in results:
+            for o in r.outputs:
+                if o.segments is None:
+                    continue
+                for index, scores in enumerate(o.segments):
+                    yield (r.track_id, model_ids[o.model], index, _floats(scores))
+
+    def write_failures(self, failures: Sequence[TrackFailure], run_id: int | None) -> None:
+        """Mark tracks failed with their error, count the attempt, and keep a history row each."""
+        if not failures:
+            return
+        params = {
+            "track_ids": [f.track_id for f in failures],
+            "kinds": [f.kind for f in failures],
+            "details": [f.detail for f in failures],
+            "run_id": run_id,
+        }
+        with store_errors("write failures"), self._begin() as conn:
+            conn.execute(queries()["record_failures"], params)
+
+    # --- runs ----------------------------------------------------------------------------------
+    def start_run(self, source: str, models: Sequence[str], partition_key: str | None = None) -> int:
+        params = {"source": source, "models": list(models), "partition_key": partition_key}
+        with store_errors("start run"), self._begin() as conn:
+            return int(conn.execute(queries()["start_run"], params).scalar_one())
+
+    def finish_run(self, run_id: int, stats: Mapping[str, Any], status: str = "completed") -> None:
+        """Close a run (``completed`` or ``failed``) with its counts; claims it still holds are released."""
+        params = {"run_id": run_id, "stats": json.dumps(dict(stats), default=str), "status": status}
+        with store_errors(f"finish run {run_id}"), self._begin() as conn:
+            conn.execute(queries()["finish_run"], params)
+
+    # --- queries -------------------------------------------------------------------------------
+    def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Any]:
+        with store_errors(name.replace("_", " ")), self.engine.connect() as conn:
+            return conn.execute(queries()[name], dict(params or {})).all()
+
+    def partition_status(self, partition_key: str) -> dict[str, int]:
+        """Counts of a partition's tracks: ``total``, ``tagged``, ``failed``, ``pending``."""
+        row = self._all("partition_status", {"partition_key": partition_key})[0]
+        return {"total": row.total, "tagged": row.tagged, "failed": row.failed, "pending": row.pending}
+
+    def tags_for_track(self, uri: str, model: str | None = None) -> list[dict[str, Any]]:
+        """Current tags of one track (latest model versions), best first within each model."""
+        rows = self._all("tags_for_track", {"uri": uri, "model": model})
+        return [{"model": r.model, "tag": r.tag, "score": r.score, "score_max": r.score_max} for r in rows]
+
+    def top_tracks(self, tag: str, model: str | None = None, top: int = 10) -> list[dict[str, Any]]:
+        """The ``top`` tagged tracks scoring highest for ``tag`` (over current models, or one)."""
+        rows = self._all("top_tracks", {"tag": tag, "model": model, "top": top})
+        return [{"uri": r.uri, "model": r.model, "score": r.score} for r in rows]
+
+    def failures_by_kind(self) -> dict[str, int]:
+        """How many tracks currently stand failed, by error kind."""
+        return {r.kind: r.n for r in self._all("failures_by_kind")}
+
+    def failure_history(self, uri: str) -> list[dict[str, Any]]:
+        """Every failure ever recorded for a track, oldest first (kept after a later success)."""
+        rows = self._all("failure_history", {"uri": uri})
+        return [{"run_id": r.run_id, "failed_at": r.failed_at, "kind": r.kind, "detail": r.detail} for r in rows]
+
+    def scores_out_of_range(self, partition_key: str) -> int:
+        """Tag rows of a partition whose scores are outside [0, 1] (or NaN), or whose mean exceeds the max."""
+        return int(self._all("scores_out_of_range", {"partition_key": partition_key})[0][0])
+
+    def connection(self) -> Connection:
+        """A pooled connection for read-only ad-hoc use (tests, checks); the caller closes it."""
+        return self.engine.connect()

@@ -1,0 +1,132 @@
+-- 0001: the initial schema (tracks, models, tags, embeddings, segments, runs, failures, views).
+
+-- Choices made while the schema was built (e.g. which type holds embeddings), for code and humans.
+CREATE TABLE schema_info (
+    key   text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- One row per tagging run (a CLI `tag` call or a Dagster materialization).
+CREATE TABLE runs (
+    run_id        bigserial PRIMARY KEY,
+    started_at    timestamptz NOT NULL DEFAULT now(),
+    finished_at   timestamptz,
+    source        text NOT NULL,
+    models        text[] NOT NULL DEFAULT '{}',
+    partition_key text,
+    stats         jsonb NOT NULL DEFAULT '{}',
+    status        text NOT NULL DEFAULT 'running'
+                  CONSTRAINT runs_status_check CHECK (status IN ('running', 'completed', 'failed'))
+);
+
+-- One row per audio object ever discovered. claimed_by_run/claimed_at let concurrent runs share the
+-- pending tracks without tagging one twice; a claim older than the run's expiry may be taken over.
+CREATE TABLE tracks (
+    track_id       bigserial PRIMARY KEY,
+    uri            text NOT NULL CONSTRAINT tracks_uri_key UNIQUE,
+    etag           text NOT NULL,
+    size_bytes     bigint NOT NULL,
+    last_modified  timestamptz NOT NULL,
+    partition_key  text NOT NULL,
+    duration_s     double precision,
+    status         text NOT NULL DEFAULT 'pending'
+                   CONSTRAINT tracks_status_check CHECK (status IN ('pending', 'tagged', 'failed')),
+    error_kind     text,
+    error_detail   text,
+    attempts       integer NOT NULL DEFAULT 0,
+    flags          text[] NOT NULL DEFAULT '{}',
+    discovered_at  timestamptz NOT NULL DEFAULT now(),
+    tagged_at      timestamptz,
+    claimed_by_run bigint REFERENCES runs (run_id) ON DELETE SET NULL,
+    claimed_at     timestamptz
+);
+CREATE INDEX tracks_partition_status_idx ON tracks (partition_key, status);
+CREATE INDEX tracks_pending_idx ON tracks (partition_key, track_id) WHERE status = 'pending';
+
+-- A model version: a new weights hash under the same name is a new row; the highest model_id of a
+-- name is its current version.
+CREATE TABLE models (
+    model_id       serial PRIMARY KEY,
+    name           text NOT NULL,
+    weights_sha256 text NOT NULL,
+    labels         text[] NOT NULL,
+    kind           text NOT NULL,
+    embedding_dim  integer,
+    created_at     timestamptz NOT NULL DEFAULT now(),
+    CONSTRAINT models_name_weights_sha256_key UNIQUE (name, weights_sha256)
+);
+
+-- Track-level scores: mean and max of the segment sigmoids.
+CREATE TABLE track_tags (
+    track_id  bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
+    model_id  integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    tag       text NOT NULL,
+    score     real NOT NULL,
+    score_max real NOT NULL,
+    PRIMARY KEY (track_id, model_id, tag)
+);
+-- "Top N tracks for a tag" walks this index in order and stops after N rows.
+CREATE INDEX track_tags_tag_model_score_idx ON track_tags (tag, model_id, score DESC);
+
+-- The taggram, kept only when a run asks for segments.
+CREATE TABLE segment_scores (
+    track_id      bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
+    model_id      integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    segment_index integer NOT NULL,
+    scores        real[] NOT NULL,
+    PRIMARY KEY (track_id, model_id, segment_index)
+);
+
+-- Every failed attempt, so a later success does not erase why a track once failed.
+CREATE TABLE track_failures (
+    failure_id bigserial PRIMARY KEY,
+    track_id   bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
+    run_id     bigint REFERENCES runs (run_id) ON DELETE SET NULL,
+    failed_at  timestamptz NOT NULL DEFAULT now(),
+    kind       text NOT NULL,
+    detail     text NOT NULL
+);
+CREATE INDEX track_failures_track_idx ON track_failures (track_id);
+
+-- Embeddings are pgvector `vector` where the extension can be created, else `real[]`; the choice is
+-- recorded in schema_info('embedding_type'). Inserts stage embeddings as real[]: pgvector's
+-- real[] -> vector assignment cast makes the same INSERT work for both.
+DO $$
+BEGIN
+    BEGIN
+        CREATE EXTENSION IF NOT EXISTS vector;
+    EXCEPTION WHEN undefined_file OR feature_not_supported OR insufficient_privilege THEN
+        NULL;  -- not installed on this server, or not ours to install: fall back to real[]
+    END;
+    IF EXISTS (SELECT 1 FROM pg_extension WHERE extname = 'vector') THEN
+        CREATE TABLE track_embeddings (
+            track_id  bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
+            model_id  integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+            embedding vector NOT NULL,
+            PRIMARY KEY (track_id, model_id)
+        );
+        INSERT INTO schema_info (key, value) VALUES ('embedding_type', 'vector');
+    ELSE
+        CREATE TABLE track_embeddings (
+            track_id  bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
+            model_id  integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+            embedding real[] NOT NULL,
+            PRIMARY KEY (track_id, model_id)
+        );
+        INSERT INTO schema_info (key, value) VALUES ('embedding_type', 'real[]');
+    END IF;
+END
+$$;
+
+-- The current version of every model name.
+CREATE VIEW current_models AS
+SELECT DISTINCT ON (name) model_id, name, weights_sha256, labels, kind, embedding_dim, created_at
+FROM models
+ORDER BY name, model_id DESC;
+
+-- Contract view: current tags of every tagged track, latest model version only.
+CREATE VIEW tag_scores AS
+SELECT t.uri, m.name AS model, tt.tag, tt.score
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
+JOIN current_models m ON m.model_id = tt.model_id;

@@ -1,0 +1,270 @@
+-- Every statement catalogue-tagger runs, each under a `-- name: NAME --` header and a one-line
+-- description. catalogue_tagger.store.queries splits this file once; binds are `:named`.
+
+-- name: create_schema_migrations --
+-- The migration ledger; created by the runner itself, under its advisory lock.
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+);
+
+-- name: migration_lock --
+-- Serialize migrators across processes until the end of the transaction.
+SELECT pg_advisory_xact_lock(:lock_key);
+
+-- name: applied_migrations --
+-- Versions already applied, with when.
+SELECT version, name, applied_at FROM schema_migrations ORDER BY version;
+
+-- name: record_migration --
+-- Remember that a migration ran (in the migration's own transaction).
+INSERT INTO schema_migrations (version, name) VALUES (:version, :name);
+
+-- name: user_table_count --
+-- How many tables exist outside the system schemas (0 means an empty database).
+SELECT count(*) FROM pg_catalog.pg_tables
+WHERE schemaname NOT IN ('pg_catalog', 'information_schema') AND tablename <> 'schema_migrations';
+
+-- name: schema_info --
+-- Choices recorded while the schema was built.
+SELECT key, value FROM schema_info ORDER BY key;
+
+-- name: truncate_all --
+-- Empty every data table (test isolation and demos); the schema and its ledger stay.
+TRUNCATE tracks, models, runs, track_tags, track_embeddings, segment_scores, track_failures
+RESTART IDENTITY CASCADE;
+
+-- name: upsert_model --
+-- Register a model version; an existing (name, weights_sha256) is returned unchanged.
+WITH inserted AS (
+    INSERT INTO models (name, weights_sha256, labels, kind, embedding_dim)
+    VALUES (:name, :weights_sha256, :labels, :kind, :embedding_dim)
+    ON CONFLICT (name, weights_sha256) DO NOTHING
+    RETURNING model_id
+)
+SELECT model_id FROM inserted
+UNION ALL
+SELECT model_id FROM models WHERE name = :name AND weights_sha256 = :weights_sha256
+LIMIT 1;
+
+-- name: create_stage_objects --
+-- Per-session staging table for discovered objects.
+CREATE TEMP TABLE IF NOT EXISTS stage_objects (
+    uri           text NOT NULL,
+    etag          text NOT NULL,
+    size_bytes    bigint NOT NULL,
+    last_modified timestamptz NOT NULL,
+    partition_key text NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: merge_objects_from_stage --
+-- New uris become pending tracks, a changed etag makes a track pending again, unchanged rows are not written.
+WITH upserted AS (
+    INSERT INTO tracks AS t (uri, etag, size_bytes, last_modified, partition_key)
+    SELECT uri, etag, size_bytes, last_modified, partition_key FROM stage_objects
+    ON CONFLICT (uri) DO UPDATE
+    SET etag = EXCLUDED.etag,
+        size_bytes = EXCLUDED.size_bytes,
+        last_modified = EXCLUDED.last_modified,
+        partition_key = EXCLUDED.partition_key,
+        status = 'pending',
+        error_kind = NULL,
+        error_detail = NULL,
+        claimed_by_run = NULL,
+        claimed_at = NULL
+    WHERE t.etag IS DISTINCT FROM EXCLUDED.etag
+    RETURNING (xmax = 0) AS inserted
+)
+SELECT count(*) FILTER (WHERE inserted) AS new,
+       count(*) FILTER (WHERE NOT inserted) AS changed
+FROM upserted;
+
+-- name: mark_pending --
+-- Make tracks pending again (re-tagging); NULL filters match every track.
+UPDATE tracks
+SET status = 'pending', claimed_by_run = NULL, claimed_at = NULL
+WHERE (CAST(:uris AS text[]) IS NULL OR uri = ANY (CAST(:uris AS text[])))
+  AND (CAST(:partition_key AS text) IS NULL OR partition_key = CAST(:partition_key AS text))
+  AND (status <> 'pending' OR claimed_by_run IS NOT NULL);
+
+-- name: claim_pending --
+-- Hand up to :limit pending tracks to a run; SKIP LOCKED plus the claim columns keep concurrent runs apart.
+WITH candidates AS (
+    SELECT track_id FROM tracks
+    WHERE status = 'pending'
+      AND (CAST(:partition_key AS text) IS NULL OR partition_key = CAST(:partition_key AS text))
+      AND (claimed_by_run IS NULL OR claimed_at < now() - make_interval(secs => :claim_ttl_s))
+    ORDER BY track_id
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+)
+UPDATE tracks t
+SET claimed_by_run = :run_id, claimed_at = now()
+FROM candidates c
+WHERE t.track_id = c.track_id
+RETURNING t.track_id, t.uri, t.etag;
+
+-- name: create_stage_results --
+-- Per-session staging tables for one batch of results: tracks, per-model scores, embeddings, segments.
+CREATE TEMP TABLE IF NOT EXISTS stage_tracks (
+    track_id   bigint NOT NULL,
+    duration_s double precision NOT NULL,
+    flags      text[] NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_scores (
+    track_id   bigint NOT NULL,
+    model_id   integer NOT NULL,
+    n_segments integer NOT NULL,
+    score      real[] NOT NULL,
+    score_max  real[] NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_embeddings (
+    track_id  bigint NOT NULL,
+    model_id  integer NOT NULL,
+    embedding real[] NOT NULL
+) ON COMMIT DELETE ROWS;
+CREATE TEMP TABLE IF NOT EXISTS stage_segments (
+    track_id      bigint NOT NULL,
+    model_id      integer NOT NULL,
+    segment_index integer NOT NULL,
+    scores        real[] NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: merge_tags_from_stage --
+-- One tag row per label of the model (labels come from the models row, scores in label order).
+INSERT INTO track_tags AS tt (track_id, model_id, tag, score, score_max)
+SELECT s.track_id, s.model_id, l.tag, l.score, l.score_max
+FROM stage_scores s
+JOIN models m ON m.model_id = s.model_id
+CROSS JOIN LATERAL unnest(m.labels, s.score, s.score_max) AS l (tag, score, score_max)
+WHERE l.tag IS NOT NULL
+ON CONFLICT (track_id, model_id, tag) DO UPDATE
+SET score = EXCLUDED.score, score_max = EXCLUDED.score_max
+WHERE (tt.score, tt.score_max) IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.score_max);
+
+-- name: merge_embeddings_from_stage --
+-- Embeddings; the real[] -> vector assignment cast applies where the column is pgvector.
+INSERT INTO track_embeddings AS te (track_id, model_id, embedding)
+SELECT track_id, model_id, embedding FROM stage_embeddings
+ON CONFLICT (track_id, model_id) DO UPDATE
+SET embedding = EXCLUDED.embedding
+WHERE te.embedding IS DISTINCT FROM EXCLUDED.embedding;
+
+-- name: merge_segments_from_stage --
+-- The taggram rows of each (track, model) in the batch.
+INSERT INTO segment_scores AS ss (track_id, model_id, segment_index, scores)
+SELECT track_id, model_id, segment_index, scores FROM stage_segments
+ON CONFLICT (track_id, model_id, segment_index) DO UPDATE
+SET scores = EXCLUDED.scores
+WHERE ss.scores IS DISTINCT FROM EXCLUDED.scores;
+
+-- name: delete_stale_segments --
+-- Segments beyond a track's new segment count (the audio got shorter) are dropped.
+DELETE FROM segment_scores ss
+USING stage_scores s
+WHERE ss.track_id = s.track_id AND ss.model_id = s.model_id AND ss.segment_index >= s.n_segments;
+
+-- name: mark_tagged_from_stage --
+-- Tracks of the batch become tagged; a track already in exactly that state is not written.
+UPDATE tracks t
+SET status = 'tagged',
+    tagged_at = now(),
+    duration_s = s.duration_s,
+    flags = s.flags,
+    error_kind = NULL,
+    error_detail = NULL,
+    attempts = t.attempts + 1,
+    claimed_by_run = NULL,
+    claimed_at = NULL
+FROM stage_tracks s
+WHERE t.track_id = s.track_id
+  AND (t.status, t.duration_s, t.flags, t.error_kind, t.error_detail, t.claimed_by_run)
+      IS DISTINCT FROM ('tagged', s.duration_s, s.flags, NULL, NULL, NULL);
+
+-- name: record_failures --
+-- Tracks that failed: status, last error, one more attempt, and a history row each.
+WITH f AS (
+    SELECT * FROM unnest(CAST(:track_ids AS bigint[]), CAST(:kinds AS text[]), CAST(:details AS text[]))
+        AS f (track_id, kind, detail)
+), updated AS (
+    UPDATE tracks t
+    SET status = 'failed', error_kind = f.kind, error_detail = f.detail, attempts = t.attempts + 1,
+        claimed_by_run = NULL, claimed_at = NULL
+    FROM f
+    WHERE t.track_id = f.track_id
+    RETURNING t.track_id
+)
+INSERT INTO track_failures (track_id, run_id, kind, detail)
+SELECT f.track_id, :run_id, f.kind, f.detail FROM f
+WHERE f.track_id IN (SELECT track_id FROM updated);
+
+-- name: start_run --
+-- Open a run.
+INSERT INTO runs (source, models, partition_key) VALUES (:source, :models, :partition_key)
+RETURNING run_id;
+
+-- name: finish_run --
+-- Close a run with its counts; its unfinished claims are released.
+WITH released AS (
+    UPDATE tracks SET claimed_by_run = NULL, claimed_at = NULL WHERE claimed_by_run = :run_id
+)
+UPDATE runs SET finished_at = now(), stats = CAST(:stats AS jsonb), status = :status WHERE run_id = :run_id;
+
+-- name: partition_status --
+-- Track counts of a partition by status.
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status = 'tagged') AS tagged,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'pending') AS pending
+FROM tracks
+WHERE partition_key = :partition_key;
+
+-- name: tags_for_track --
+-- Current tags of one track (latest version of each model), best first.
+SELECT m.name AS model, tt.tag, tt.score, tt.score_max
+FROM tracks t
+JOIN track_tags tt ON tt.track_id = t.track_id
+JOIN current_models m ON m.model_id = tt.model_id
+WHERE t.uri = :uri AND (CAST(:model AS text) IS NULL OR m.name = CAST(:model AS text))
+ORDER BY m.name, tt.score DESC, tt.tag;
+
+-- name: top_tracks --
+-- Best-scoring tagged tracks for a tag: an ordered index walk per current model, merged.
+SELECT t.uri, m.name AS model, x.score
+FROM current_models m
+CROSS JOIN LATERAL (
+    SELECT tt.track_id, tt.score
+    FROM track_tags tt
+    JOIN tracks tr ON tr.track_id = tt.track_id AND tr.status = 'tagged'
+    WHERE tt.tag = :tag AND tt.model_id = m.model_id
+    ORDER BY tt.score DESC
+    LIMIT :top
+) x
+JOIN tracks t ON t.track_id = x.track_id
+WHERE CAST(:model AS text) IS NULL OR m.name = CAST(:model AS text)
+ORDER BY x.score DESC, t.uri
+LIMIT :top;
+
+-- name: failures_by_kind --
+-- How many tracks currently stand failed, by error kind.
+SELECT error_kind AS kind, count(*) AS n
+FROM tracks WHERE status = 'failed'
+GROUP BY error_kind ORDER BY n DESC, kind;
+
+-- name: scores_out_of_range --
+-- Tag rows of a partition whose scores are not probabilities, or whose mean exceeds its max.
+SELECT count(*)
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id
+WHERE t.partition_key = :partition_key
+  AND (tt.score NOT BETWEEN 0 AND 1
+       OR tt.score_max NOT BETWEEN 0 AND 1
+       OR tt.score > tt.score_max + 1e-6);
+
+-- name: failure_history --
+-- Every recorded failure of one track, oldest first.
+SELECT f.run_id, f.failed_at, f.kind, f.detail
+FROM track_failures f JOIN tracks t ON t.track_id = f.track_id
+WHERE t.uri = :uri
+ORDER BY f.failure_id;
