@@ -1,0 +1,1 @@
+"""Pretrained taggers: specs, torch modules, and the converter that produced their weights."""

@@ -1,0 +1,69 @@
+"""musicnn's log-mel front end as plain tensor ops, so a tagger's whole graph exports to ONNX and TensorRT.
+
+There is no ``torch.stft`` (complex ops do not export): the 512-point DFT is one float32 matmul with a
+fixed cosine/sine basis (periodic Hann window folded in). Because the hop (256) is half the frame (512), a
+segment reshaped to 256-sample chunks gives every frame as two neighbouring chunks, so framing is just
+Reshape/Slice/Concat. The segmenter supplies the reflect context, so no padding happens here: a segment
+of ``187 * 256 + 256`` samples gives exactly 187 frames, the frames librosa's centred STFT gives for that
+stretch of the track.
+
+After the mel filterbank, the power is cast to float16 and back, as musicnn does (the rounding is part of
+the trained model's input), then compressed with ``log10(10000 x + 1)``.
+
+Precision note: the DFT must run in true float32. On CUDA keep TF32 matmuls off (PyTorch's default);
+a float16 engine should keep this module in float32.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+SAMPLE_RATE = 16000
+N_FFT = 512
+HOP = 256
+N_MELS = 96
+PATCH_FRAMES = 187
+SEGMENT_HOP = PATCH_FRAMES * HOP  # 47872 samples between patch starts
+SEGMENT_WINDOW = SEGMENT_HOP + N_FFT - HOP  # 48128 samples feed 187 frames
+SEGMENT_PAD = N_FFT // 2  # reflect context before the first and after the last sample (centred STFT)
+
+
+def dft_basis(n_fft: int = N_FFT) -> np.ndarray:
+    """``[n_fft, 2 * (n_fft // 2 + 1)]``: Hann-windowed cosines then sines, computed in float64."""
+    n = np.arange(n_fft)
+    window = 0.5 - 0.5 * np.cos(2 * np.pi * n / n_fft)  # periodic Hann, as scipy's get_window("hann")
+    k = np.arange(n_fft // 2 + 1)
+    angle = 2 * np.pi * np.outer(n, k) / n_fft
+    return np.concatenate([window[:, None] * np.cos(angle), -window[:, None] * np.sin(angle)], axis=1)
+
+
+def mel_filterbank() -> np.ndarray:
+    """``[n_fft // 2 + 1, n_mels]`` Slaney-scale, Slaney-normalised filters, as musicnn used them."""
+    import librosa  # imported here: slow to import and needed only when a model is built
+
+    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T.astype(np.float32)
+
+
+class LogMel(nn.Module):
+    """``wave[B, 187 * 256 + 256] -> log-mel[B, 187, 96]`` (time, mel), musicnn's network input."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        # Constants, not weights: rebuilt at construction, kept out of the state dict and the weights file.
+        self.register_buffer("basis", torch.from_numpy(dft_basis().astype(np.float32)), persistent=False)
+        self.register_buffer("mel", torch.from_numpy(mel_filterbank()), persistent=False)
+
+    def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
+        """Mel power ``[B, frames, 96]`` before the float16 rounding and the log."""
+        chunks = wave.reshape(wave.shape[0], -1, HOP)  # [B, frames + 1, 256]
+        frames = torch.cat([chunks[:, :-1], chunks[:, 1:]], dim=2)  # [B, frames, 512]
+        spectrum = frames @ self.basis  # [B, frames, 2 * 257]: real parts, then imaginary parts
+        n_bins = N_FFT // 2 + 1
+        real, imag = spectrum[..., :n_bins], spectrum[..., n_bins:]
+        return (real * real + imag * imag) @ self.mel
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        quantised = self.power_mel(wave).half().float()
+        return torch.log10(10000.0 * quantised + 1.0)

@@ -1,0 +1,60 @@
+"""Layers that reproduce TensorFlow 1 inference arithmetic where PyTorch's defaults differ."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+TF_BN_EPSILON = 1e-3  # tf.layers.batch_normalization's default; PyTorch's is 1e-5
+
+
+class FrozenBatchNorm(nn.Module):
+    """Inference-only batch norm over channel dimension ``dim``, computed as TF's ``batchnorm/add_1``.
+
+    TF evaluates ``x * m + (beta - mean * m)`` with ``m = gamma * rsqrt(var + eps)``; the same formula here
+    keeps float32 rounding close to the reference. It exports as Mul/Add, which every runtime supports.
+    ``weight``/``bias`` (gamma/beta) are parameters and the moving statistics buffers, as in ``nn.BatchNorm``.
+    """
+
+    def __init__(self, num_features: int, dim: int = 1, eps: float = TF_BN_EPSILON) -> None:
+        super().__init__()
+        self.dim = dim
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = [1] * x.dim()
+        shape[self.dim] = -1
+        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        shift = self.bias - self.running_mean * scale
+        return x * scale.reshape(shape) + shift.reshape(shape)
+
+
+def tf_batchnorm(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+    """State-dict entries of a :class:`FrozenBatchNorm` at ``prefix`` from TF BN variables ``tf_name/*``."""
+    return {
+        f"{prefix}.weight": torch.from_numpy(variables[f"{tf_name}/gamma"]),
+        f"{prefix}.bias": torch.from_numpy(variables[f"{tf_name}/beta"]),
+        f"{prefix}.running_mean": torch.from_numpy(variables[f"{tf_name}/moving_mean"]),
+        f"{prefix}.running_var": torch.from_numpy(variables[f"{tf_name}/moving_variance"]),
+    }
+
+
+def tf_conv2d(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+    """``Conv2d`` weights from a TF kernel ``[h, w, in, out]`` (HWIO) to OIHW."""
+    kernel = variables[f"{tf_name}/kernel"]
+    return {
+        f"{prefix}.weight": torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()),
+        f"{prefix}.bias": torch.from_numpy(variables[f"{tf_name}/bias"]),
+    }
+
+
+def tf_dense(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+    """``Linear`` weights from a TF dense kernel ``[in, out]``."""
+    return {
+        f"{prefix}.weight": torch.from_numpy(variables[f"{tf_name}/kernel"].T.copy()),
+        f"{prefix}.bias": torch.from_numpy(variables[f"{tf_name}/bias"]),
+    }

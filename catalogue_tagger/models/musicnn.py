@@ -1,0 +1,96 @@
+"""musicnn (Pons & Serra, 2019): musically motivated front end, dense mid end, temporal pooling back end.
+
+Layer for layer the network of ``musicnn/models.py`` (0.1.0) in inference mode. Tensors are
+``[N, C, time, mel]``; TF's layout is NHWC with H = time, W = mel. Every block is conv -> ReLU -> BN.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from catalogue_tagger.models.layers import FrozenBatchNorm, tf_batchnorm, tf_conv2d, tf_dense
+
+N_MELS = 96
+EMBEDDING_SIZE = 200
+# temporal kernels (time frames); TF 'SAME' pads (k - 1) // 2 before and the rest after
+TEMPORAL_KERNELS = (128, 64, 32)
+# timbral kernels (time, mel): 7 x int(0.4 * 96) and 7 x int(0.7 * 96)
+TIMBRAL_KERNELS = ((7, int(0.4 * N_MELS)), (7, int(0.7 * N_MELS)))
+
+
+class MusicnnNet(nn.Module):
+    """``log-mel[N, 187, 96] -> (logits[N, n_labels], penultimate[N, 200])``."""
+
+    def __init__(self, n_labels: int = 50) -> None:
+        super().__init__()
+        self.input_bn = FrozenBatchNorm(1)
+        self.timbral = nn.ModuleList(nn.Conv2d(1, 204, kernel) for kernel in TIMBRAL_KERNELS)
+        self.timbral_bn = nn.ModuleList(FrozenBatchNorm(204) for _ in TIMBRAL_KERNELS)
+        self.temporal = nn.ModuleList(nn.Conv2d(1, 51, (k, 1)) for k in TEMPORAL_KERNELS)
+        self.temporal_bn = nn.ModuleList(FrozenBatchNorm(51) for _ in TEMPORAL_KERNELS)
+        front_channels = 204 * len(TIMBRAL_KERNELS) + 51 * len(TEMPORAL_KERNELS)  # 561
+        self.mid = nn.ModuleList(nn.Conv1d(c, 64, 7, padding=3) for c in (front_channels, 64, 64))
+        self.mid_bn = nn.ModuleList(FrozenBatchNorm(64) for _ in range(3))
+        features = front_channels + 3 * 64  # 753
+        self.pool_bn = FrozenBatchNorm(2 * features)
+        self.dense = nn.Linear(2 * features, EMBEDDING_SIZE)
+        self.dense_bn = FrozenBatchNorm(EMBEDDING_SIZE)
+        self.output = nn.Linear(EMBEDDING_SIZE, n_labels)
+
+    def front_end(self, mel: torch.Tensor) -> torch.Tensor:
+        """``[N, 561, time]``: each block's BN output maxed over the mel axis (after BN: gamma can be < 0)."""
+        x = self.input_bn(mel.unsqueeze(1))  # zero padding below applies to the normalised input
+        branches = []
+        for conv, bn in zip(self.timbral, self.timbral_bn):
+            pad = conv.kernel_size[0] // 2
+            branches.append(bn(F.relu(conv(F.pad(x, (0, 0, pad, pad))))).amax(dim=3))
+        for conv, bn in zip(self.temporal, self.temporal_bn):
+            k = conv.kernel_size[0]
+            branches.append(bn(F.relu(conv(F.pad(x, (0, 0, (k - 1) // 2, k // 2))))).amax(dim=3))
+        return torch.cat(branches, dim=1)
+
+    def mid_end(self, front: torch.Tensor) -> torch.Tensor:
+        """``[N, 753, time]``: the front end and three 1-D convolutions over time, the last two residual."""
+        outputs = [front]
+        x = front
+        for i, (conv, bn) in enumerate(zip(self.mid, self.mid_bn)):
+            y = bn(F.relu(conv(x)))
+            x = y + x if i else y
+            outputs.append(x)
+        return torch.cat(outputs, dim=1)
+
+    def pooled(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Max and mean over time of the mid-end features, ``[N, 753]`` each."""
+        features = self.mid_end(self.front_end(mel))
+        return features.amax(dim=2), features.mean(dim=2)
+
+    def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        max_pool, mean_pool = self.pooled(mel)
+        flat = torch.stack([max_pool, mean_pool], dim=2).flatten(1)  # interleaved: max_0, mean_0, max_1, ...
+        penultimate = self.dense_bn(F.relu(self.dense(self.pool_bn(flat))))
+        return self.output(penultimate), penultimate
+
+
+def state_dict_from_tf(variables: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+    """Map the inference variables of a musicnn checkpoint onto :class:`MusicnnNet`'s state dict."""
+    state = tf_batchnorm(variables, "batch_normalization", "input_bn")
+    for i in range(len(TIMBRAL_KERNELS)):
+        state |= tf_conv2d(variables, f"conv2d_{i}" if i else "conv2d", f"timbral.{i}")
+        state |= tf_batchnorm(variables, f"batch_normalization_{1 + i}", f"timbral_bn.{i}")
+    for i in range(len(TEMPORAL_KERNELS)):
+        state |= tf_conv2d(variables, f"conv2d_{2 + i}", f"temporal.{i}")
+        state |= tf_batchnorm(variables, f"batch_normalization_{3 + i}", f"temporal_bn.{i}")
+    for i in range(3):
+        # a [7, C, 1, 64] kernel spanning all channels is a Conv1d(C, 64, 7)
+        kernel = variables[f"conv2d_{5 + i}/kernel"]
+        state[f"mid.{i}.weight"] = torch.from_numpy(kernel[:, :, 0, :].transpose(2, 1, 0).copy())
+        state[f"mid.{i}.bias"] = torch.from_numpy(variables[f"conv2d_{5 + i}/bias"])
+        state |= tf_batchnorm(variables, f"batch_normalization_{6 + i}", f"mid_bn.{i}")
+    state |= tf_batchnorm(variables, "batch_normalization_9", "pool_bn")
+    state |= tf_dense(variables, "dense", "dense")
+    state |= tf_batchnorm(variables, "batch_normalization_10", "dense_bn")
+    state |= tf_dense(variables, "dense_1", "output")
+    return state
