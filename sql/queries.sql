@@ -63,6 +63,7 @@ CREATE TEMP TABLE IF NOT EXISTS stage_objects (
 WITH upserted AS (
     INSERT INTO tracks AS t (uri, etag, size_bytes, last_modified, partition_key)
     SELECT uri, etag, size_bytes, last_modified, partition_key FROM stage_objects
+    ORDER BY uri  -- one lock order for every writer: concurrent discoveries cannot deadlock
     ON CONFLICT (uri) DO UPDATE
     SET etag = EXCLUDED.etag,
         size_bytes = EXCLUDED.size_bytes,
@@ -130,6 +131,21 @@ CREATE TEMP TABLE IF NOT EXISTS stage_segments (
     segment_index integer NOT NULL,
     scores        real[] NOT NULL
 ) ON COMMIT DELETE ROWS;
+
+-- name: lock_staged_tracks --
+-- Lock the batch's tracks in track_id order first, so concurrent writers of overlapping batches queue
+-- instead of deadlocking on each other's tag rows.
+SELECT track_id FROM tracks
+WHERE track_id IN (SELECT track_id FROM stage_tracks)
+ORDER BY track_id
+FOR NO KEY UPDATE;
+
+-- name: lock_tracks --
+-- Lock the given tracks in track_id order (see lock_staged_tracks).
+SELECT track_id FROM tracks
+WHERE track_id = ANY (CAST(:track_ids AS bigint[]))
+ORDER BY track_id
+FOR NO KEY UPDATE;
 
 -- name: merge_tags_from_stage --
 -- One tag row per label of the model (labels come from the models row, scores in label order).

@@ -173,6 +173,7 @@ class Store:
                 ("track_id", "duration_s", "flags"),
                 ((r.track_id, float(r.duration_s), list(r.flags)) for r in results),
             )
+            conn.execute(queries()["lock_staged_tracks"])
             copy_rows(
                 conn,
                 "stage_scores",
@@ -228,6 +229,7 @@ class Store:
             "run_id": run_id,
         }
         with store_errors("write failures"), self._begin() as conn:
+            conn.execute(queries()["lock_tracks"], {"track_ids": params["track_ids"]})
             conn.execute(queries()["record_failures"], params)
 
     # --- runs ----------------------------------------------------------------------------------
@@ -240,7 +242,8 @@ class Store:
         """Close a run (``completed`` or ``failed``) with its counts; claims it still holds are released."""
         params = {"run_id": run_id, "stats": json.dumps(dict(stats), default=str), "status": status}
         with store_errors(f"finish run {run_id}"), self._begin() as conn:
-            conn.execute(queries()["finish_run"], params)
+            if conn.execute(queries()["finish_run"], params).rowcount == 0:
+                raise StoreError(f"no run {run_id} to finish")
 
     # --- queries -------------------------------------------------------------------------------
     def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Any]:
