@@ -256,3 +256,28 @@ def test_embeddings_as_real_array_without_pgvector(store: Store) -> None:
     store.write_results([res], model_ids)
     stored = scalar(store, "SELECT embedding FROM track_embeddings")
     assert np.array_equal(np.array(stored, np.float32), res.outputs[0].embedding)
+
+
+def explain(store: Store, name: str, params: dict[str, Any]) -> str:
+    """The plan of a named query, with sequential scans discouraged (tiny test tables would favour them)."""
+    from catalogue_tagger.store.queries import raw_queries
+
+    with store.connection() as conn:
+        conn.execute(text("SET enable_seqscan = off"))
+        plan = conn.execute(text("EXPLAIN " + raw_queries()[name]), params).scalars().all()
+        conn.rollback()
+    return "\n".join(plan)
+
+
+def test_top_tracks_and_tags_of_a_track_are_index_scans(store: Store) -> None:
+    _, model_ids, tasks = setup_tracks(store, 20)
+    store.write_results([result(t) for t in tasks], model_ids)
+    with store.connection() as conn:
+        conn.execute(text("ANALYZE"))
+        conn.commit()
+    top = explain(store, "top_tracks", {"tag": "jazz", "model": "m1", "top": 5})
+    assert "track_tags_tag_model_score_idx" in top, top
+    track = explain(store, "tags_for_track", {"uri": tasks[0].uri, "model": None})
+    assert "tracks_uri_key" in track and "track_tags_pkey" in track, track
+    claim = explain(store, "claim_pending", {"run_id": 1, "limit": 5, "partition_key": PARTITION, "claim_ttl_s": 60})
+    assert "tracks_pending_idx" in claim, claim
