@@ -63,6 +63,10 @@ class Aggregator:
     def open(self, track_id: int, uri: str) -> None:
         self._tracks[track_id] = _Pending(uri, {m: {} for m in self.models}, {m: {} for m in self.models})
 
+    def uri_of(self, track_id: int) -> str | None:
+        pending = self._tracks.get(track_id)
+        return pending.uri if pending is not None else None
+
     def discard(self, track_id: int) -> None:
         """Forget a track (it failed); late segment outputs for it are ignored."""
         self._tracks.pop(track_id, None)

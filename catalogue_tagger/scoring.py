@@ -1,0 +1,104 @@
+"""The inference loop: decode messages in, finished tracks out.
+
+It owns the backends (one per model), a batcher per model and the aggregator. Segments of many tracks
+share batches; a track leaves as a ``TrackResult`` once its decode finished and all its segments are scored,
+or as a ``TrackFailure`` as soon as decoding fails (segments of it already batched are then ignored).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+
+import numpy as np
+
+from catalogue_tagger.aggregate import Aggregator, ModelInfo
+from catalogue_tagger.batching import Batch, Batcher
+from catalogue_tagger.errors import TaggerError
+from catalogue_tagger.inference.base import Backend
+from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
+from catalogue_tagger.records import TrackFailure, TrackResult
+
+Finished = TrackResult | TrackFailure
+
+
+class InferenceLoop:
+    def __init__(self, backends: Mapping[str, Backend], batch_size: int, keep_segments: bool = False) -> None:
+        self.backends = dict(backends)
+        self.batchers = {
+            name: Batcher(name, backend.spec.window, batch_size) for name, backend in self.backends.items()
+        }
+        infos = {
+            name: ModelInfo(name, b.spec.weights_sha256, b.spec.n_labels, b.spec.embedding_size)
+            for name, b in self.backends.items()
+        }
+        self.aggregator = Aggregator(infos, keep_segments=keep_segments)
+        self.segments_scored = 0
+        self.inference_s = 0.0
+
+    @property
+    def in_flight(self) -> int:
+        return len(self.aggregator)
+
+    def feed(self, message: Message) -> list[Finished]:
+        if isinstance(message, SegmentReady):
+            batch = self.batchers[message.model].add(message.track_id, message.index, message.samples)
+            return self._score(batch) if batch is not None else []
+        if isinstance(message, TrackStarted):
+            self.aggregator.open(message.track_id, message.uri)
+            return []
+        if isinstance(message, TrackDecoded):
+            result = self.aggregator.close(message.track_id, message.n_segments, message.duration_s, message.flags)
+            return [result] if result is not None else []
+        if isinstance(message, TrackFailed):
+            self.aggregator.discard(message.track_id)
+            return [TrackFailure(message.track_id, message.uri, message.kind, message.detail)]
+        raise TypeError(f"unexpected message {message!r}")
+
+    def feed_all(self, messages: Iterable[Message]) -> list[Finished]:
+        return [done for message in messages for done in self.feed(message)]
+
+    def flush(self) -> list[Finished]:
+        """Score every partial batch (at the end of a run, or when the decoders have gone quiet)."""
+        finished: list[Finished] = []
+        for batcher in self.batchers.values():
+            batch = batcher.flush()
+            if batch is not None:
+                finished += self._score(batch)
+        return finished
+
+    def _score(self, batch: Batch) -> list[Finished]:
+        started = time.perf_counter()
+        try:
+            outputs = self.backends[batch.model].run(batch.samples)
+        except TaggerError as exc:
+            return self._fail_batch(batch, exc.kind, str(exc))
+        except RuntimeError as exc:  # backend-level failure: fail the tracks of this batch, keep going
+            return self._fail_batch(batch, "inference_error", f"{batch.model}: {exc}")
+        self.inference_s += time.perf_counter() - started
+        self.segments_scored += len(batch)
+        probs = outputs["probs"]
+        embeddings = outputs.get("embedding")
+        if not np.all(np.isfinite(probs)):
+            bad = sorted({int(t) for t, row in zip(batch.track_ids, probs) if not np.all(np.isfinite(row))})
+            finished = self._fail_tracks(bad, "inference_error", f"{batch.model}: non-finite scores")
+        else:
+            finished = []
+        for row, (track_id, index) in enumerate(zip(batch.track_ids, batch.indices)):
+            emb = embeddings[row] if embeddings is not None else None
+            result = self.aggregator.add(batch.model, int(track_id), int(index), probs[row], emb)
+            if result is not None:
+                finished.append(result)
+        return finished
+
+    def _fail_batch(self, batch: Batch, kind: str, detail: str) -> list[Finished]:
+        return self._fail_tracks(sorted({int(t) for t in batch.track_ids}), kind, detail)
+
+    def _fail_tracks(self, track_ids: list[int], kind: str, detail: str) -> list[Finished]:
+        failures: list[Finished] = []
+        for track_id in track_ids:
+            uri = self.aggregator.uri_of(track_id)
+            if uri is not None:
+                self.aggregator.discard(track_id)
+                failures.append(TrackFailure(track_id, uri, kind, detail))
+        return failures
