@@ -57,7 +57,7 @@ class LogMel(nn.Module):
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """Mel power ``[B, frames, 96]`` before the float16 rounding and the log."""
-        chunks = wave.reshape(wave.shape[0], -1, HOP)  # [B, frames + 1, 256]
+        chunks = wave.unflatten(1, (-1, HOP))  # [B, frames + 1, 256]
         frames = torch.cat([chunks[:, :-1], chunks[:, 1:]], dim=2)  # [B, frames, 512]
         spectrum = frames @ self.basis  # [B, frames, 2 * 257]: real parts, then imaginary parts
         n_bins = N_FFT // 2 + 1

@@ -1,0 +1,143 @@
+"""The torch taggers against the original TensorFlow checkpoints' outputs (tests/fixtures/musicnn)."""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from catalogue_tagger.models.frontend import LogMel
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.spectrogram import SpectrogramTagger
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"
+CLIPS = sorted(json.loads((FIXTURES / "clips.json").read_text())["clips"])
+# registry name -> reference outputs it must reproduce
+REFERENCE = {
+    "musicnn-mtt": "MTT_musicnn",
+    "musicnn-msd": "MSD_musicnn",
+    "vgg-mtt": "MTT_vgg",
+    "vgg-msd": "MSD_vgg_astrained",
+}
+
+
+@cache
+def model(name: str) -> SpectrogramTagger:
+    tagger = load_model(name)
+    assert isinstance(tagger, SpectrogramTagger)
+    return tagger
+
+
+@cache
+def reference(clip: str) -> dict[str, np.ndarray]:
+    with np.load(FIXTURES / f"{clip}.npz") as npz:
+        return dict(npz)
+
+
+def read_flac(path: Path) -> np.ndarray:
+    """Samples as ``int16 / 32768`` in float32, the reference's reading of its inputs."""
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray() for frame in container.decode(audio=0)]
+    samples = np.concatenate([f.reshape(-1) for f in frames])
+    assert samples.dtype == np.int16
+    return samples.astype(np.float32) / 32768
+
+
+def segments(wave: np.ndarray, window: int = 48128, hop: int = 47872, pad: int = 256) -> np.ndarray:
+    """Reflect-pad ``pad`` samples each side, cut full windows at ``hop``; a partial last window is dropped."""
+    padded = np.pad(wave, pad, mode="reflect")
+    n = max(0, (len(padded) - window) // hop + 1)
+    return np.stack([padded[k * hop : k * hop + window] for k in range(n)]) if n else np.zeros((0, window), np.float32)
+
+
+def run(tagger: torch.nn.Module, x: np.ndarray, forward=None) -> list[np.ndarray]:
+    with torch.no_grad():
+        outputs = (forward or tagger)(torch.from_numpy(x))
+    return [o.numpy() for o in outputs]
+
+
+def max_abs(a: np.ndarray, b: np.ndarray) -> float:
+    assert a.shape == b.shape
+    return float(np.abs(a.astype(np.float64) - b).max()) if a.size else 0.0
+
+
+@pytest.mark.parametrize("clip", CLIPS)
+def test_frontend_matches_reference_mel(clip: str) -> None:
+    ref = reference(clip)["mel"]
+    wave_segments = segments(read_flac(FIXTURES / f"{clip}.flac"))
+    assert len(wave_segments) == len(ref) == json.loads((FIXTURES / "clips.json").read_text())["clips"][clip]["n_patches"]
+    if not len(ref):
+        return
+    with torch.no_grad():
+        mel = LogMel()(torch.from_numpy(wave_segments)).numpy()
+    assert mel.shape == ref.shape
+    delta = np.abs(mel.astype(np.float64) - ref)
+    assert delta.max() <= 1e-3
+    assert delta.mean() < 1e-6  # catches a skipped float16 rounding
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+@pytest.mark.parametrize("clip", [c for c in CLIPS if c != "pub_short_2s"])
+def test_network_matches_reference(name: str, clip: str) -> None:
+    ref, key = reference(clip), REFERENCE[name]
+    probs, logits, *embedding = run(model(name), ref["mel"], model(name).forward_mel)
+    assert max_abs(logits, ref[f"{key}/logits"]) <= 2e-4
+    assert max_abs(probs, ref[f"{key}/patch_sigmoid"]) <= 5e-5
+    assert max_abs(probs.mean(0), ref[f"{key}/track_mean"]) <= 5e-5
+    if embedding:
+        assert max_abs(embedding[0], ref[f"{key}/penultimate"]) <= 2e-4
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+@pytest.mark.parametrize("clip", CLIPS)
+def test_end_to_end_from_flac(name: str, clip: str) -> None:
+    ref, key = reference(clip), REFERENCE[name]
+    wave_segments = segments(read_flac(FIXTURES / f"{clip}.flac"))
+    probs, logits, *embedding = run(model(name), wave_segments)
+    assert probs.shape == ref[f"{key}/patch_sigmoid"].shape
+    if not len(probs):  # shorter than one patch: musicnn gives no patches and a NaN track mean
+        assert np.isnan(ref[f"{key}/track_mean"]).all()
+        return
+    assert max_abs(probs, ref[f"{key}/patch_sigmoid"]) <= 1e-4
+    assert max_abs(probs.mean(0), ref[f"{key}/track_mean"]) <= 1e-4
+    assert max_abs(logits, ref[f"{key}/logits"]) <= 5e-4
+    if embedding:
+        assert max_abs(embedding[0], ref[f"{key}/penultimate"]) <= 1e-3
+
+
+def test_msd_vgg_in_musicnn_graph_matches_what_musicnn_returns() -> None:
+    """The MSD vgg weights in the MTT-shaped network reproduce musicnn 0.1.0's own (as-shipped) outputs."""
+    from catalogue_tagger.models import vgg
+    from catalogue_tagger.models.registry import get_spec, read_weights
+
+    net = vgg.VggNet(pools="musicnn")
+    net.load_state_dict({k.removeprefix("net."): v for k, v in read_weights(get_spec("vgg-msd")).items()})
+    ref = reference("pub_electronic_2")
+    (logits,) = run(net.eval(), ref["mel"])
+    assert max_abs(logits, ref["MSD_vgg/logits"]) <= 2e-4
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_batch_invariance(name: str) -> None:
+    """A segment's outputs do not depend on what else is in the batch."""
+    wave_segments = segments(read_flac(FIXTURES / "pub_electronic_2.flac"))
+    together = run(model(name), wave_segments)
+    for i in (0, len(wave_segments) - 1):
+        alone = run(model(name), wave_segments[i : i + 1])
+        for a, b in zip(alone, together):
+            assert max_abs(a[0], b[i]) <= 1e-5
+
+
+@pytest.mark.parametrize("name", REFERENCE)
+def test_silence_and_noise_give_finite_outputs(name: str) -> None:
+    rng = np.random.default_rng(0)
+    batch = np.stack([np.zeros(48128), rng.uniform(-1, 1, 48128), 0.01 * rng.standard_normal(48128)]).astype(np.float32)
+    probs, logits, *embedding = run(model(name), batch)
+    for output in (probs, logits, *embedding):
+        assert np.isfinite(output).all()
+    assert ((probs >= 0) & (probs <= 1)).all()
