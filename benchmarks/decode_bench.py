@@ -1,0 +1,129 @@
+"""Decode benchmark: peak RSS of streamed decode (short vs long track), speed (× realtime on one core), and
+streamed vs one-shot soxr agreement. Synthesizes its inputs with PyAV into a temporary folder; prints JSON.
+
+    .venv/bin/python benchmarks/decode_bench.py [--long-min 60] [--short-min 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import soxr
+
+from catalogue_tagger.decode import SAMPLE_RATE, decode_stream
+
+REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/musicnn/pub_orchestral_1.flac"
+
+
+def music_44k_stereo(seconds: float) -> np.ndarray:
+    """float32 (2, n) at 44.1 kHz: the reference excerpt upsampled and looped (real music, not a sine)."""
+    with av.open(str(REFERENCE)) as container:
+        mono16 = np.concatenate([f.to_ndarray()[0] for f in container.decode(audio=0)]).astype(np.float32) / 32768
+    up = soxr.resample(mono16, 16000, 44100, quality="HQ").astype(np.float32)
+    n = int(seconds * 44100)
+    looped = np.resize(up, n)
+    return np.stack([looped, looped * 0.5])
+
+
+def encode(path: Path, samples: np.ndarray, codec: str, rate: int = 44100, **options: str) -> Path:
+    with av.open(str(path), "w", options={"write_xing": "0"} if codec == "libmp3lame" else None) as out:
+        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        if options:
+            stream.codec_context.options = options
+        stream.codec_context.format = "fltp"  # both encoders used here accept float planar
+        fmt = "fltp"
+        size = stream.codec_context.frame_size or 1024
+        for start in range(0, samples.shape[1], size):
+            block = samples[:, start : start + size]
+            data = block if fmt.endswith("p") else block.T.reshape(1, -1)
+            frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(data), format=fmt, layout="stereo")
+            frame.sample_rate, frame.pts, frame.time_base = rate, start, Fraction(1, rate)
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+def _status_mib(field: str) -> float:
+    """A memory figure of this process from /proc (Linux), in MiB; 0 elsewhere."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def _reset_peak_rss() -> None:
+    """Reset VmHWM so the peak covers decoding only, not the imports (Linux: clear_refs 5)."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        pass
+
+
+def child_decode(path: str) -> None:
+    """Run in a fresh process: stream-decode ``path`` and print peak RSS before/after and timing."""
+    _reset_peak_rss()
+    base = _status_mib("VmRSS")
+    start = time.process_time()
+    with open(path, "rb") as fh, decode_stream(fh) as audio:
+        for _ in audio:
+            pass
+    cpu = time.process_time() - start
+    peak = _status_mib("VmHWM") if base else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"rss_before_mib": base, "peak_rss_mib": peak, "cpu_s": cpu,
+                      "duration_s": audio.info.duration_s}))
+
+
+def run_child(path: Path) -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(path)]
+    if hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "0", *cmd]  # one core
+    result = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    return json.loads(result.stdout)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--child")
+    parser.add_argument("--long-min", type=float, default=60)
+    parser.add_argument("--short-min", type=float, default=3)
+    args = parser.parse_args()
+    if args.child:
+        return child_decode(args.child)
+    report: dict[str, object] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        # Long MP3 built from a short one: MP3 is a sequence of frames, so concatenating files is valid.
+        short = encode(folder / "short.mp3", music_44k_stereo(args.short_min * 60), "libmp3lame")
+        repeats = max(1, round(args.long_min / args.short_min))
+        long = folder / "long.mp3"
+        long.write_bytes(short.read_bytes() * repeats)
+        report["rss_mp3"] = {"short": run_child(short), "long": run_child(long)}
+        ogg = encode(folder / "one_min.ogg", music_44k_stereo(60), "vorbis", strict="experimental")
+        speed = run_child(ogg)
+        report["ogg_44k_stereo_one_core"] = {**speed, "x_realtime": speed["duration_s"] / speed["cpu_s"]}
+        with av.open(str(ogg)) as c:
+            raw = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1).astype(np.float32)
+        one_shot = soxr.resample(raw.mean(axis=0), 44100, SAMPLE_RATE, quality="HQ")
+        for chunk_s in (0.25, 10.0):
+            with ogg.open("rb") as fh, decode_stream(fh, chunk_s=chunk_s) as audio:
+                streamed = np.concatenate(list(audio))
+            report[f"max_abs_diff_streamed_vs_one_shot_chunk_{chunk_s}s"] = float(np.abs(streamed - one_shot).max())
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
