@@ -10,7 +10,12 @@ import click
 COMMANDS: dict[str, str] = {
     "db": "catalogue_tagger.cli.db:db",
     "query": "catalogue_tagger.cli.query:query",
+    "backfill": "catalogue_tagger.cli.backfill:backfill",
     "predict": "catalogue_tagger.cli.predict:predict",
+    "tag": "catalogue_tagger.cli.tag:tag",
+    "demo": "catalogue_tagger.cli.demo:demo",
+    "bench": "catalogue_tagger.cli.bench:bench",
+    "compile": "catalogue_tagger.cli.compile:compile_command",
     "models": "catalogue_tagger.cli.models:models",
 }
 
