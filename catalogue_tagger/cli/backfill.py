@@ -1,0 +1,51 @@
+"""``catalogue-tagger backfill``: re-tag a range of upload days as a Dagster backfill."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import click
+
+DAY = click.DateTime(formats=["%Y-%m-%d"])
+
+
+@click.command()
+@click.option("--from", "first", type=DAY, required=True, help="First upload day (UTC), YYYY-MM-DD.")
+@click.option("--to", "last", type=DAY, required=True, help="Last upload day (UTC), YYYY-MM-DD, included.")
+@click.option(
+    "--graphql-url",
+    envvar="DAGSTER_GRAPHQL_URL",
+    help="Launch an asset backfill through this Dagster webserver (http://host:port/graphql); the daemon runs it. "
+    "Without it, `dagster job backfill` submits the runs to the instance in $DAGSTER_HOME.",
+)
+@click.option("-m", "--module", "module", default="dagster_defs", show_default=True, help="Code location module.")
+@click.option("-w", "--workspace", type=click.Path(exists=True, dir_okay=False), help="A workspace.yaml instead.")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill finishes.")
+def backfill(
+    first: datetime, last: datetime, graphql_url: str | None, module: str, workspace: str | None, wait: bool
+) -> None:
+    """Re-tag every partition from --from to --to (e.g. after a model upgrade).
+
+    \b
+    Example:
+      catalogue-tagger backfill --from 2024-05-01 --to 2024-05-07
+      catalogue-tagger backfill --from 2024-05-01 --to 2024-05-07 --graphql-url http://dagster:80/graphql
+    """
+    try:
+        from dagster_defs.backfill import BackfillError, launch_graphql, launch_job_backfill, partition_keys
+        from dagster_defs.partitions import PartitionScheme
+    except ImportError as exc:
+        raise click.ClickException(f"backfill needs Dagster: pip install 'catalogue-tagger[dagster]' ({exc})") from exc
+
+    try:
+        keys = partition_keys(first.date(), last.date(), PartitionScheme.from_env())
+        if graphql_url:
+            result = launch_graphql(graphql_url, keys, wait=wait)
+        else:
+            target = ("-w", workspace) if workspace else ("-m", module)
+            result = launch_job_backfill(keys, target=target, wait=wait, echo=click.echo)
+    except BackfillError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"backfill {result.backfill_id}: {len(result.partition_keys)} partitions, {result.status}")
+    if result.status not in ("LAUNCHED", "COMPLETED", "COMPLETED_SUCCESS"):
+        raise SystemExit(1)

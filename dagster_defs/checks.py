@@ -1,0 +1,65 @@
+"""Asset checks on ``track_tags``: each runs one store query for the partition's day."""
+
+
+import dagster as dg
+
+from dagster_defs.assets import TRACK_TAGS
+from dagster_defs.partitions import PartitionScheme
+from dagster_defs.resources import PostgresResource
+
+DEFAULT_MAX_FAILURE_RATE = 0.05
+
+
+def build_checks(
+    scheme: PartitionScheme, *, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
+) -> list[dg.AssetChecksDefinition]:
+    """The checks, partitioned like the assets. With shards, each check looks at the whole day."""
+    partitions_def = scheme.definition()
+
+    @dg.asset_check(
+        asset=TRACK_TAGS,
+        partitions_def=partitions_def,
+        description="Every discovered track of the partition is tagged or has a recorded failure.",
+    )
+    def every_track_tagged_or_failed(
+        context: dg.AssetCheckExecutionContext, db: PostgresResource
+    ) -> dg.AssetCheckResult:
+        day, _ = scheme.split(context.partition_key)
+        with db.store() as store:
+            status = store.partition_status(day)
+        return dg.AssetCheckResult(
+            passed=status["pending"] == 0, severity=dg.AssetCheckSeverity.ERROR, metadata=dict(status)
+        )
+
+    @dg.asset_check(
+        asset=TRACK_TAGS,
+        partitions_def=partitions_def,
+        description="Every stored score of the partition is finite and in [0, 1].",
+    )
+    def scores_in_range(context: dg.AssetCheckExecutionContext, db: PostgresResource) -> dg.AssetCheckResult:
+        day, _ = scheme.split(context.partition_key)
+        with db.store() as store:
+            bad = store.scores_out_of_range(day)
+        return dg.AssetCheckResult(
+            passed=bad == 0, severity=dg.AssetCheckSeverity.ERROR, metadata={"scores_out_of_range": bad}
+        )
+
+    @dg.asset_check(
+        asset=TRACK_TAGS,
+        partitions_def=partitions_def,
+        description=f"Failed tracks are at most {max_failure_rate:.0%} of the partition (warning).",
+    )
+    def failure_rate_below_threshold(
+        context: dg.AssetCheckExecutionContext, db: PostgresResource
+    ) -> dg.AssetCheckResult:
+        day, _ = scheme.split(context.partition_key)
+        with db.store() as store:
+            status = store.partition_status(day)
+        rate = status["failed"] / status["total"] if status["total"] else 0.0
+        return dg.AssetCheckResult(
+            passed=rate <= max_failure_rate,
+            severity=dg.AssetCheckSeverity.WARN,
+            metadata={"failure_rate": rate, "threshold": max_failure_rate, **status},
+        )
+
+    return [every_track_tagged_or_failed, scores_in_range, failure_rate_below_threshold]
