@@ -16,6 +16,7 @@ import tempfile
 import time
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -38,7 +39,7 @@ def music_44k_stereo(seconds: float) -> np.ndarray:
 
 def encode(path: Path, samples: np.ndarray, codec: str, rate: int = 44100, **options: str) -> Path:
     with av.open(str(path), "w", options={"write_xing": "0"} if codec == "libmp3lame" else None) as out:
-        stream = out.add_stream(codec, rate=rate, layout="stereo")
+        stream: Any = out.add_stream(codec, rate=rate, layout="stereo")
         if options:
             stream.codec_context.options = options
         stream.codec_context.format = "fltp"  # both encoders used here accept float planar

@@ -19,7 +19,7 @@ otherwise. A file that is cut short decodes to what is there and is flagged ``tr
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
@@ -160,18 +160,19 @@ class DecodedAudio:
             raise UnsupportedFormat(f"{self.name}: not a recognised audio container ({exc.strerror})") from exc
         except (av.error.FFmpegError, EOFError) as exc:
             raise DecodeError(f"{self.name}: cannot open: {exc}") from exc
-        stream = container.streams.best("audio")
+        stream: Any = container.streams.best("audio")
         if stream is None:
-            kinds = ", ".join(s.type for s in container.streams) or "none"
+            detail = f"{container.format.name} container has no audio stream (streams: {_stream_kinds(container)})"
             container.close()
-            raise NoAudioStream(f"{self.name}: {container.format.name} container has no audio stream (streams: {kinds})")
+            raise NoAudioStream(f"{self.name}: {detail}")
         if stream.codec_context is None or not stream.rate:
+            detail = f"no decoder for the audio stream of this {container.format.name}"
             container.close()
-            raise UnsupportedFormat(f"{self.name}: no decoder for the audio stream of this {container.format.name}")
+            raise UnsupportedFormat(f"{self.name}: {detail}")
         return container, stream
 
     # -- decoding -----------------------------------------------------------------------------------
-    def _generate(self) -> Iterator[Waveform]:
+    def _generate(self) -> Generator[Waveform, None, None]:
         chunker = _Chunker(self._chunk_samples)
         resampler = _Resampler()
         decoded_s = 0.0  # source audio consumed, in seconds
@@ -204,7 +205,7 @@ class DecodedAudio:
         self._info = self._make_info(chunker.total, decoded_s, capped, channels)
         self._container.close()
 
-    def _frames(self) -> Iterator[Any]:
+    def _frames(self) -> Generator[Any, None, None]:
         """Decoded frames; bad packets are skipped (counted), a demuxing failure ends the stream as truncated."""
         self._packet_errors = 0
         self._demux_failed = False
@@ -266,6 +267,10 @@ class DecodedAudio:
         return None
 
 
+def _stream_kinds(container: Any) -> str:
+    return ", ".join(str(stream.type) for stream in container.streams) or "none"
+
+
 _INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
 
 
@@ -288,9 +293,8 @@ def frame_to_mono(frame: Any) -> Waveform:
         samples = data.astype(np.float32) * np.float32(1 / _INT_SCALE[base])
     else:
         raise DecodeError(f"unexpected sample format {fmt.name}")
-    if channels == 1:
-        return np.ascontiguousarray(samples[0])
-    return samples.mean(axis=0, dtype=np.float32)
+    mono: Waveform = np.ascontiguousarray(samples[0]) if channels == 1 else samples.mean(axis=0, dtype=np.float32)
+    return mono
 
 
 class _Resampler:

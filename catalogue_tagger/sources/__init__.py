@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, cast
 
 from catalogue_tagger.errors import FetchError, SourceError
 from catalogue_tagger.sources.base import AUDIO_EXTENSIONS, ObjectStore, is_audio_name
@@ -41,7 +41,7 @@ def open_uri(uri: str, *, s3_endpoint_url: str | None = None) -> BinaryIO:
     """
     if uri.startswith("s3://"):
         bucket, key = parse_s3_uri(uri)
-        return S3Object(make_s3_client(s3_endpoint_url), bucket, key, owns_client=True)
+        return cast(BinaryIO, S3Object(make_s3_client(s3_endpoint_url), bucket, key, owns_client=True))
     if uri.startswith("file://"):
         return open_file_uri(uri)
     raise FetchError(f"{uri}: unsupported URI (expected file:// or s3://)")

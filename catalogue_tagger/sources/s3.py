@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 from collections import OrderedDict
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import boto3
 from botocore.config import Config
@@ -124,7 +124,8 @@ class S3Store(ObjectStore):
 
     def open(self, uri: str) -> BinaryIO:
         bucket, key = parse_s3_uri(uri)
-        return S3Object(self.client, bucket, key, block_size=self.block_size)
+        # S3Object implements the binary file interface (io.RawIOBase); typing.BinaryIO is nominal.
+        return cast(BinaryIO, S3Object(self.client, bucket, key, block_size=self.block_size))
 
     def stat(self, uri: str) -> ObjectInfo:
         """The :class:`ObjectInfo` of one object (a ``HEAD`` request)."""

@@ -157,6 +157,7 @@ def test_s3_m4a_decodes_with_ranged_reads(
     store = S3Store(s3_bucket, "in/", endpoint_url=s3_server, block_size=8192)
     (info,) = store.list()
     with store.open(info.uri) as fh:
+        assert isinstance(fh, S3Object)
         got, got_info = decode_all(fh)
         assert fh.requests >= 2  # head, then tail for moov, then the data
     np.testing.assert_array_equal(got, expected)

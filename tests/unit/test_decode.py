@@ -166,6 +166,7 @@ def test_info_is_known_only_after_reading() -> None:
 def test_frame_to_mono_scales_and_averages(fmt: str) -> None:
     ints = np.array([[-32768, 0, 16384, 32767], [32767, 0, -16384, 0]], dtype=np.int16)
     left, right = ints.astype(np.float32) / 32768
+    data: np.ndarray
     if fmt.startswith("s16"):
         data, expected = ints, (left + right) / 2
     elif fmt == "s32":
