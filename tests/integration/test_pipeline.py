@@ -1,0 +1,130 @@
+"""The catalogue job end to end: real audio in a folder or on a real S3 server, tags in a real Postgres."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.pipeline import TagOptions, tag
+from catalogue_tagger.predict import predict_files
+from catalogue_tagger.records import TrackResult
+from catalogue_tagger.sources import FolderStore, S3Store
+from catalogue_tagger.store.store import Store
+
+GOOD = ["excerpt.mp3", "excerpt.ogg", "excerpt.opus", "excerpt.m4a", "excerpt_16k_mono.flac", "excerpt_0.5s.wav",
+        "excerpt_0.5s.aiff"]
+BAD = {"corrupt.mp3": "unsupported_format", "empty.wav": "empty_audio"}
+INLINE = TagOptions(workers=0, batch_size=8)
+
+
+def _scores(store: Store, uri: str, model: str = "musicnn-mtt") -> dict[str, float]:
+    return {row["tag"]: row["score"] for row in store.tags_for_track(uri, model)}
+
+
+def _track_rows(store: Store) -> list[tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT uri, etag, status, error_kind, attempts, tagged_at, duration_s FROM tracks ORDER BY uri")]
+
+
+@pytest.fixture
+def catalogue(tmp_path: Path, audio_fixtures: Path) -> Path:
+    folder = tmp_path / "catalogue"
+    folder.mkdir()
+    for name in [*GOOD, *BAD]:
+        shutil.copy2(audio_fixtures / name, folder / name)
+    return folder
+
+
+def test_folder_catalogue_is_tagged_like_predict(store: Store, catalogue: Path) -> None:
+    report = tag(FolderStore(catalogue), store, TagOptions(workers=1, batch_size=16))
+    assert report.tagged == len(GOOD)
+    assert report.failed == {"unsupported_format": 1, "empty_audio": 1}
+    statuses = {Path(r[0]).name: (r[2], r[3]) for r in _track_rows(store)}
+    assert statuses == {**{n: ("tagged", None) for n in GOOD}, **{n: ("failed", k) for n, k in BAD.items()}}
+
+    predictions = list(predict_files([catalogue / n for n in GOOD], ["musicnn-mtt"]))
+    for name, prediction in zip(GOOD, predictions):
+        assert isinstance(prediction.outcome, TrackResult)
+        labels = prediction.outcome.outputs[0]
+        stored = _scores(store, (catalogue / name).as_uri())
+        expected = dict(zip(get_spec("musicnn-mtt").labels, labels.mean.tolist()))
+        assert stored.keys() == expected.keys()
+        assert max(abs(stored[t] - expected[t]) for t in stored) <= 1e-4, name
+
+
+def test_rerun_writes_nothing_and_changed_object_is_retagged(store: Store, catalogue: Path, audio_fixtures: Path) -> None:
+    first = tag(FolderStore(catalogue), store, INLINE)
+    assert first.tagged == len(GOOD)
+    before = _track_rows(store)
+
+    again = tag(FolderStore(catalogue), store, INLINE)
+    assert again.tagged == 0 and again.failed == {}
+    assert _track_rows(store) == before
+
+    changed = catalogue / "excerpt.mp3"
+    old_scores = _scores(store, changed.as_uri())
+    shutil.copy2(audio_fixtures / "excerpt.ogg", changed)  # new content under the same name
+    third = tag(FolderStore(catalogue), store, INLINE)
+    assert third.tagged == 1
+    after = {r[0]: r for r in _track_rows(store)}
+    assert after[changed.as_uri()][1] != {r[0]: r for r in before}[changed.as_uri()][1]  # new etag
+    assert _scores(store, changed.as_uri()) != old_scores
+    np.testing.assert_allclose(
+        sorted(_scores(store, changed.as_uri()).values()),
+        sorted(_scores(store, (catalogue / "excerpt.ogg").as_uri()).values()), atol=1e-5)
+
+    forced = tag(FolderStore(catalogue), store, TagOptions(workers=0, force=True))
+    assert forced.tagged == len(GOOD) and forced.failed == {"unsupported_format": 1, "empty_audio": 1}
+
+
+def test_corrupt_file_then_fixed_keeps_failure_history(store: Store, catalogue: Path, audio_fixtures: Path) -> None:
+    tag(FolderStore(catalogue), store, INLINE)
+    broken = catalogue / "corrupt.mp3"
+    shutil.copy2(audio_fixtures / "excerpt.mp3", broken)
+    report = tag(FolderStore(catalogue), store, INLINE)
+    assert report.tagged == 1
+    history = store.failure_history(broken.as_uri())
+    assert [h["kind"] for h in history] == ["unsupported_format"]
+    status = {Path(r[0]).name: r[2] for r in _track_rows(store)}
+    assert status["corrupt.mp3"] == "tagged"
+
+
+def test_partition_selects_one_upload_day(store: Store, catalogue: Path) -> None:
+    day1, day2 = 1_700_000_000, 1_700_000_000 + 86_400  # 2023-11-14 and 2023-11-15 (UTC)
+    for i, path in enumerate(sorted(catalogue.iterdir())):
+        stamp = day1 if i % 2 else day2
+        os.utime(path, (stamp, stamp))
+    report = tag(FolderStore(catalogue), store, INLINE, partition_key="2023-11-14")
+    status = store.partition_status("2023-11-14")
+    assert report.tagged + report.n_failed == status["total"] == status["tagged"] + status["failed"]
+    assert store.partition_status("2023-11-15")["tagged"] == 0
+
+
+def test_s3_catalogue_is_tagged(store: Store, s3_server: str, s3_client: Any, s3_bucket: str, audio_fixtures: Path) -> None:
+    names = ["excerpt.m4a", "excerpt.opus", "corrupt.mp3"]
+    for name in names:
+        s3_client.upload_file(str(audio_fixtures / name), s3_bucket, f"incoming/{name}")
+    s3_client.put_object(Bucket=s3_bucket, Key="incoming/notes.txt", Body=b"not audio")
+    source = S3Store.from_uri(f"s3://{s3_bucket}/incoming/", endpoint_url=s3_server)
+    options = TagOptions(workers=1, s3_endpoint_url=s3_server)
+    report = tag(source, store, options)
+    assert report.tagged == 2 and report.failed == {"unsupported_format": 1}
+
+    local = list(predict_files([audio_fixtures / n for n in names[:2]], ["musicnn-mtt"]))
+    for name, prediction in zip(names, local):
+        assert isinstance(prediction.outcome, TrackResult)
+        stored = _scores(store, f"s3://{s3_bucket}/incoming/{name}")
+        expected = prediction.outcome.outputs[0].mean
+        labels = get_spec("musicnn-mtt").labels
+        assert max(abs(stored[t] - float(v)) for t, v in zip(labels, expected)) <= 1e-4
+
+    assert tag(source, store, options).tagged == 0  # nothing new
+    s3_client.upload_file(str(audio_fixtures / "excerpt.mp3"), s3_bucket, "incoming/excerpt.opus")  # changed
+    assert tag(source, store, options).tagged == 1
