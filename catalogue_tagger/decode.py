@@ -115,6 +115,8 @@ class DecodedAudio:
         self._chunk_samples = max(1, int(round(chunk_s * SAMPLE_RATE)))
         self._container, self._stream = self._open()
         self._info: DecodeInfo | None = None
+        self._packet_errors = 0
+        self._demux_failed = False
         self._chunks = self._generate()
 
     # -- public -------------------------------------------------------------------------------------
@@ -207,8 +209,6 @@ class DecodedAudio:
 
     def _frames(self) -> Generator[Any, None, None]:
         """Decoded frames; bad packets are skipped (counted), a demuxing failure ends the stream as truncated."""
-        self._packet_errors = 0
-        self._demux_failed = False
         consecutive = 0
         packets = self._container.demux(self._stream)
         while True:
@@ -293,7 +293,11 @@ def frame_to_mono(frame: Any) -> Waveform:
         samples = data.astype(np.float32) * np.float32(1 / _INT_SCALE[base])
     else:
         raise DecodeError(f"unexpected sample format {fmt.name}")
-    mono: Waveform = np.ascontiguousarray(samples[0]) if channels == 1 else samples.mean(axis=0, dtype=np.float32)
+    if channels == 1:
+        # A copy: for float input ``samples`` is a view of the frame's buffer, which must not outlive it.
+        mono: Waveform = np.array(samples[0], dtype=np.float32)
+    else:
+        mono = samples.mean(axis=0, dtype=np.float32)
     return mono
 
 

@@ -186,3 +186,17 @@ def test_s3_store_pickles_without_its_client(s3_client: Any, s3_bucket: str, s3_
         assert fh.read() == b"xyz"
     clone.close()
     store.close()
+
+
+def test_s3_capped_decode_fetches_only_what_it_needs(
+    s3_client: Any, s3_bucket: str, s3_server: str, audio_fixtures: Path
+) -> None:
+    body = (audio_fixtures / "excerpt.mp3").read_bytes() * 4  # MP3 frames concatenate: a 20 s object
+    s3_client.put_object(Bucket=s3_bucket, Key="long.mp3", Body=body)
+    store = S3Store(s3_bucket, endpoint_url=s3_server, block_size=4096)
+    with store.open(f"s3://{s3_bucket}/long.mp3") as fh:
+        assert isinstance(fh, S3Object)
+        _, info = decode_all(fh, max_duration_s=1.0)
+        fetched = fh.requests * fh.block_size
+    assert info.capped and info.duration_s == 1.0
+    assert fetched < len(body) / 4
