@@ -19,26 +19,25 @@ def list_models(fmt: str) -> None:
     """Name, kind, labels, pinned weights sha256 and published AUCs of every model."""
     from catalogue_tagger.models.registry import list_specs
 
-    rows = [
-        {
-            "name": spec.name, "kind": spec.kind, "architecture": spec.architecture, "n_labels": spec.n_labels,
-            "embedding_size": spec.embedding_size, "default": spec.default, "weights_sha256": spec.weights_sha256,
-            "roc_auc": spec.roc_auc, "pr_auc": spec.pr_auc, "licence": spec.licence,
-        }
-        for spec in list_specs()
-    ]
+    specs = list_specs()
     if fmt == "json":
-        for row in rows:
+        for spec in specs:
+            row = {
+                "name": spec.name, "kind": spec.kind, "architecture": spec.architecture, "n_labels": spec.n_labels,
+                "embedding_size": spec.embedding_size, "default": spec.default,
+                "weights_sha256": spec.weights_sha256, "roc_auc": spec.roc_auc, "pr_auc": spec.pr_auc,
+                "licence": spec.licence,
+            }
             click.echo(json.dumps(row))
         return
     from rich.console import Console
     from rich.table import Table
 
     table = Table("name", "kind", "labels", "weights sha256", "ROC-AUC", "PR-AUC", "default")
-    for row in rows:
+    for spec in specs:
         table.add_row(
-            row["name"], f'{row["kind"]} ({row["architecture"]})', str(row["n_labels"]), row["weights_sha256"][:16],
-            _auc(row["roc_auc"]), _auc(row["pr_auc"]), "yes" if row["default"] else "",
+            spec.name, f"{spec.kind} ({spec.architecture})", str(spec.n_labels), spec.weights_sha256[:12],
+            _auc(spec.roc_auc), _auc(spec.pr_auc), "yes" if spec.default else "",
         )
     Console().print(table)
 

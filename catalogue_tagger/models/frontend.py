@@ -49,15 +49,19 @@ def mel_filterbank() -> np.ndarray:
 class LogMel(nn.Module):
     """``wave[B, 187 * 256 + 256] -> log-mel[B, 187, 96]`` (time, mel), musicnn's network input."""
 
-    def __init__(self) -> None:
+    basis: torch.Tensor
+    mel: torch.Tensor
+
+    def __init__(self, n_frames: int = PATCH_FRAMES) -> None:
         super().__init__()
+        self.n_frames = n_frames  # fixed, so framing exports as a Reshape to constant sizes
         # Constants, not weights: rebuilt at construction, kept out of the state dict and the weights file.
         self.register_buffer("basis", torch.from_numpy(dft_basis().astype(np.float32)), persistent=False)
         self.register_buffer("mel", torch.from_numpy(mel_filterbank()), persistent=False)
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """Mel power ``[B, frames, 96]`` before the float16 rounding and the log."""
-        chunks = wave.unflatten(1, (-1, HOP))  # [B, frames + 1, 256]
+        chunks = wave.reshape(wave.shape[0], self.n_frames + 1, HOP)  # [B, frames + 1, 256]
         frames = torch.cat([chunks[:, :-1], chunks[:, 1:]], dim=2)  # [B, frames, 512]
         spectrum = frames @ self.basis  # [B, frames, 2 * 257]: real parts, then imaginary parts
         n_bins = N_FFT // 2 + 1

@@ -16,6 +16,9 @@ class FrozenBatchNorm(nn.Module):
     ``weight``/``bias`` (gamma/beta) are parameters and the moving statistics buffers, as in ``nn.BatchNorm``.
     """
 
+    running_mean: torch.Tensor
+    running_var: torch.Tensor
+
     def __init__(self, num_features: int, dim: int = 1, eps: float = TF_BN_EPSILON) -> None:
         super().__init__()
         self.dim = dim

@@ -44,11 +44,9 @@ class MusicnnNet(nn.Module):
         """``[N, 561, time]``: each block's BN output maxed over the mel axis (after BN: gamma can be < 0)."""
         x = self.input_bn(mel.unsqueeze(1))  # zero padding below applies to the normalised input
         branches = []
-        for conv, bn in zip(self.timbral, self.timbral_bn):
-            pad = conv.kernel_size[0] // 2
-            branches.append(bn(F.relu(conv(F.pad(x, (0, 0, pad, pad))))).amax(dim=3))
-        for conv, bn in zip(self.temporal, self.temporal_bn):
-            k = conv.kernel_size[0]
+        for conv, bn, (k, _) in zip(self.timbral, self.timbral_bn, TIMBRAL_KERNELS):
+            branches.append(bn(F.relu(conv(F.pad(x, (0, 0, k // 2, k // 2))))).amax(dim=3))
+        for conv, bn, k in zip(self.temporal, self.temporal_bn, TEMPORAL_KERNELS):
             branches.append(bn(F.relu(conv(F.pad(x, (0, 0, (k - 1) // 2, k // 2))))).amax(dim=3))
         return torch.cat(branches, dim=1)
 

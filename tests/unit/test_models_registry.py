@@ -1,0 +1,83 @@
+"""Registry contract: names, specs agreeing with the shipped manifest, pinned weights, model sizes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from catalogue_tagger.errors import ModelError, UnknownModel, WeightsMismatch
+from catalogue_tagger.models.convert import MANIFEST_FILE, WEIGHTS_DIR
+from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
+from catalogue_tagger.models.registry import SPECS, get_spec, list_specs, load_model
+
+FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"
+# (trainable parameters, BN moving statistics) of the original checkpoints
+SIZES = {"musicnn": (787_159, 4_920), "vgg": (605_748, 1_282)}
+
+
+def test_names_and_defaults() -> None:
+    assert [s.name for s in list_specs()] == ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd"]
+    assert [s.name for s in list_specs() if s.default] == ["musicnn-mtt"]
+    with pytest.raises(UnknownModel):
+        get_spec("musicnn")
+
+
+def test_labels_follow_musicnn_configuration() -> None:
+    labels = json.loads((FIXTURES / "labels.json").read_text())
+    assert list(MTT_LABELS) == labels["MTT_LABELS"] and list(MSD_LABELS) == labels["MSD_LABELS"]
+    assert get_spec("vgg-msd").labels == MSD_LABELS and get_spec("musicnn-mtt").labels == MTT_LABELS
+
+
+@pytest.mark.parametrize("spec", list_specs(), ids=lambda s: s.name)
+def test_spec_segments_and_outputs(spec) -> None:
+    assert (spec.kind, spec.window, spec.hop, spec.pad, spec.sample_rate) == ("spectrogram", 48128, 47872, 256, 16000)
+    assert spec.n_labels == 50
+    assert spec.output_names == (("probs", "logits", "embedding") if spec.architecture == "musicnn" else ("probs", "logits"))
+    assert spec.embedding_size == (200 if spec.architecture == "musicnn" else 0)
+
+
+def test_specs_agree_with_manifest() -> None:
+    manifest = json.loads((WEIGHTS_DIR / MANIFEST_FILE).read_text())
+    assert manifest["licence"] == "ISC" and (WEIGHTS_DIR / manifest["licence_file"]).is_file()
+    assert set(manifest["models"]) == set(SPECS)
+    for name, entry in manifest["models"].items():
+        spec = SPECS[name]
+        assert (entry["weights_file"], entry["sha256"]) == (spec.weights_file, spec.weights_sha256)
+        assert (entry["roc_auc"], entry["pr_auc"]) == (spec.roc_auc, spec.pr_auc)
+        assert spec.licence == manifest["licence"] and spec.attribution == manifest["attribution"]
+
+
+@pytest.mark.parametrize("name", list(SPECS))
+def test_parameter_counts_match_checkpoints(name: str) -> None:
+    model = load_model(name)
+    assert not model.training
+    trainable, statistics = SIZES[model.spec.architecture.split("-")[0]]
+    assert sum(p.numel() for p in model.parameters()) == trainable
+    assert sum(b.numel() for n, b in model.named_buffers() if "running_" in n) == statistics
+
+
+def test_tampered_weights_are_refused(tmp_path: Path) -> None:
+    spec = get_spec("vgg-mtt")
+    shutil.copyfile(WEIGHTS_DIR / spec.weights_file, tmp_path / spec.weights_file)
+    with (tmp_path / spec.weights_file).open("r+b") as f:
+        f.seek(-4, 2)
+        f.write(b"\0\0\0\0")
+    with pytest.raises(WeightsMismatch):
+        load_model("vgg-mtt", weights_dir=tmp_path)
+    with pytest.raises(ModelError):
+        load_model("musicnn-mtt", weights_dir=tmp_path)  # missing file
+
+
+def test_models_list_json() -> None:
+    from catalogue_tagger.cli.models import models
+
+    result = CliRunner().invoke(models, ["list", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.output.splitlines()]
+    assert [r["name"] for r in rows] == list(SPECS)
+    assert all(r["n_labels"] == 50 and len(r["weights_sha256"]) == 64 for r in rows)
+    assert CliRunner().invoke(models, ["list"]).exit_code == 0
