@@ -6,10 +6,13 @@ import sys
 import time
 from collections import Counter
 from types import TracebackType
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from catalogue_tagger.records import TrackFailure
 from catalogue_tagger.scoring import Finished, InferenceLoop
+
+if TYPE_CHECKING:
+    from rich.progress import Progress, TaskID
 
 LOG_EVERY_S = 10.0
 
@@ -25,29 +28,30 @@ class RunProgress:
         self.audio_s = 0.0
         self.started = time.perf_counter()
         self._last_log = self.started
-        self._progress = None
-        self._task = None
+        self._progress: Progress | None = None
+        self._task: TaskID | None = None
 
     def __enter__(self) -> "RunProgress":
         if self.live:
             from rich.console import Console
             from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-            self._progress = Progress(
+            progress = Progress(
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
                 console=Console(file=self.stream),
                 transient=False,
             )
-            self._progress.start()
-            self._task = self._progress.add_task(self._line())
+            progress.start()
+            self._task = progress.add_task(self._line())
+            self._progress = progress
         return self
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=self._line())
             self._progress.stop()
 
@@ -58,7 +62,7 @@ class RunProgress:
             self.tagged += 1
             self.audio_s += item.duration_s
         now = time.perf_counter()
-        if self._progress is not None:
+        if self._progress is not None and self._task is not None:
             self._progress.update(self._task, description=self._line())
         elif now - self._last_log >= LOG_EVERY_S:
             self._last_log = now

@@ -57,7 +57,8 @@ class TensorRTBackend(Backend):
             self._context.set_tensor_address("wave", wave.data_ptr())
             buffers: dict[str, torch.Tensor] = {}
             for name in self._outputs:
-                shape = tuple(self._context.get_tensor_shape(name))
+                dims = self._context.get_tensor_shape(name)
+                shape = tuple(dims[i] for i in range(len(dims)))
                 buffers[name] = torch.empty(shape, dtype=torch.float32, device="cuda")
                 self._context.set_tensor_address(name, buffers[name].data_ptr())
             if not self._context.execute_async_v3(self._stream.cuda_stream):

@@ -1,0 +1,42 @@
+"""GPU paths: torch CUDA and TensorRT give the CPU numbers. Run on a machine with an NVIDIA GPU."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from catalogue_tagger.inference import engine_cache, open_backend
+
+pytestmark = [
+    pytest.mark.gpu,
+    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device"),
+]
+
+
+@pytest.fixture(autouse=True)
+def engine_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(engine_cache.ENV_CACHE, str(tmp_path))
+
+
+def _waves(window: int) -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal((8, window)) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-msd"])
+def test_torch_cuda_matches_cpu(model: str) -> None:
+    with open_backend(model, "torch", "cpu") as cpu, open_backend(model, "torch", "cuda") as gpu:
+        waves = _waves(cpu.spec.window)
+        np.testing.assert_allclose(gpu.run(waves)["probs"], cpu.run(waves)["probs"], atol=1e-4)
+
+
+@pytest.mark.parametrize(("model", "precision", "atol"), [("musicnn-mtt", "fp32", 1e-4), ("musicnn-mtt", "fp16", 2e-2)])
+def test_tensorrt_matches_cpu(model: str, precision: str, atol: float) -> None:
+    pytest.importorskip("tensorrt")
+    with open_backend(model, "torch", "cpu") as cpu, open_backend(
+        model, "tensorrt", "cuda", precision=precision, max_batch=16
+    ) as trt:
+        waves = _waves(cpu.spec.window)
+        np.testing.assert_allclose(trt.run(waves)["probs"], cpu.run(waves)["probs"], atol=atol)

@@ -1,0 +1,75 @@
+"""Every backend runs the same tagger to the same numbers; exported graphs stay TensorRT-buildable."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from catalogue_tagger.errors import BackendUnavailable
+from catalogue_tagger.inference import engine_cache, open_backend
+from catalogue_tagger.inference.compile import TENSORRT_OPS, export_onnx, onnx_path_for
+
+
+@pytest.fixture(autouse=True)
+def engine_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv(engine_cache.ENV_CACHE, str(tmp_path / "engines"))
+    return tmp_path / "engines"
+
+
+def _waves(window: int, n: int = 3) -> np.ndarray:
+    return (np.random.default_rng(0).standard_normal((n, window)) * 0.1).astype(np.float32)
+
+
+@pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-mtt"])
+def test_onnx_runtime_backend_matches_torch(model: str) -> None:
+    with open_backend(model, "torch") as torch_backend, open_backend(model, "onnx") as onnx_backend:
+        waves = _waves(torch_backend.spec.window)
+        expected, got = torch_backend.run(waves), onnx_backend.run(waves)
+    assert expected.keys() == got.keys() == set(torch_backend.spec.output_names)
+    np.testing.assert_allclose(got["probs"], expected["probs"], atol=1e-4)
+    if "embedding" in expected:
+        np.testing.assert_allclose(got["embedding"], expected["embedding"], atol=1e-3)
+
+
+@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd"])
+def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
+    graph = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx"))).graph
+    ops = {node.op_type for node in graph.node}
+    assert ops <= TENSORRT_OPS, ops - TENSORRT_OPS
+    assert not ops & {"STFT", "DFT", "Loop", "If", "Scan"}
+    assert [i.name for i in graph.input] == ["wave"]
+
+
+def test_onnx_export_is_cached_by_weights_hash(engine_dir: Path) -> None:
+    first = onnx_path_for("vgg-mtt")
+    mtime = first.stat().st_mtime_ns
+    assert onnx_path_for("vgg-mtt") == first and first.stat().st_mtime_ns == mtime
+    assert first.parent == engine_dir and not list(engine_dir.glob("*.tmp"))
+
+
+def test_batch_rows_are_independent() -> None:
+    with open_backend("musicnn-mtt", "torch") as backend:
+        waves = _waves(backend.spec.window, 6)
+        alone = backend.run(waves[2:3])["probs"][0]
+        together = backend.run(waves)["probs"][2]
+    np.testing.assert_allclose(alone, together, atol=1e-5)
+
+
+def _has_cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.skipif(_has_cuda(), reason="a CUDA device is present here")
+def test_cuda_without_a_gpu_is_unavailable() -> None:
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        open_backend("musicnn-mtt", "torch", "cuda")
+
+
+def test_unknown_backend_is_unavailable() -> None:
+    with pytest.raises(BackendUnavailable, match="unknown backend"):
+        open_backend("musicnn-mtt", "no-such-backend")
