@@ -16,6 +16,8 @@ The embedded server ships pgvector, so ``embedded_database_url``/``embedded_stor
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -77,15 +79,22 @@ class _Databases:
 
 
 @pytest.fixture(scope="session")
-def embedded_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """An embedded Postgres (with pgvector) in a temporary directory, stopped at the end of the session."""
-    server = EmbeddedPostgres(Path(tmp_path_factory.mktemp("embedded-postgres")))
+def embedded_server_url() -> Iterator[str]:
+    """An embedded Postgres (with pgvector) in a temporary directory, stopped and removed at the end.
+
+    Not under pytest's basetemp: as root the server runs as another user that must traverse every
+    parent directory, and each new pytest session resets ``/tmp/pytest-of-<user>`` to mode 0700.
+    """
+    home = Path(tempfile.mkdtemp(prefix="catalogue-tagger-test-pg-"))
+    server = EmbeddedPostgres(home)
     try:
         url = server.ensure_running()
     except EmbeddedPostgresError as exc:
+        shutil.rmtree(home, ignore_errors=True)
         pytest.skip(f"the embedded Postgres cannot start here: {exc}")
     yield _with_database(url, "postgres")
     server.stop()
+    shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,16 @@ reach for the raw psycopg connection, because COPY and multi-statement scripts (
 
 from __future__ import annotations
 
+import struct
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import psycopg
+import psycopg.sql
+from psycopg.adapt import Dumper
+from psycopg.pq import Format
 from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -30,14 +35,53 @@ def run_script(conn: Connection, sql: str) -> None:
         cursor.execute(sql.encode("utf-8"))
 
 
-def copy_rows(conn: Connection, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> int:
-    """COPY ``rows`` into ``table`` (a staging table whose name comes from our own code, never from input)."""
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+FLOAT4_OID, FLOAT4_ARRAY_OID = 700, 1021
+_ARRAY_ELEMENT = np.dtype([("length", ">i4"), ("value", ">f4")])
+
+
+class Float4ArrayBinaryDumper(Dumper):
+    """A numpy vector as a binary ``real[]``, built with numpy instead of element by element.
+
+    Dumping 50-label score vectors and 200-d embeddings is the client's main cost in a bulk write;
+    this makes it a couple of memory copies per row.
+    """
+
+    format = Format.BINARY
+    oid = FLOAT4_ARRAY_OID
+
+    def dump(self, obj: Any) -> bytes:
+        values = np.asarray(obj, dtype=np.float32).ravel()
+        elements = np.empty(values.size, dtype=_ARRAY_ELEMENT)
+        elements["length"] = 4
+        elements["value"] = values
+        # ndim, has-nulls, element type, then (length, lower bound) of the one dimension
+        return struct.pack(">iiIii", 1, 0, FLOAT4_OID, values.size, 1) + elements.tobytes()
+
+
+def copy_rows(
+    conn: Connection,
+    table: str,
+    columns: Sequence[str],
+    rows: Iterable[Sequence[Any]],
+    types: Sequence[str] | None = None,
+) -> int:
+    """COPY ``rows`` into ``table`` (a staging table whose name comes from our own code, never from input).
+
+    With ``types`` (Postgres type names, one per column) the COPY is binary and ``real[]`` columns take
+    numpy vectors directly; without, it is text COPY of Python values.
+    """
+    binary = types is not None
+    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
     count = 0
-    with _raw(conn).cursor() as cursor, cursor.copy(statement) as copy:
-        for row in rows:
-            copy.write_row(row)
-            count += 1
+    with _raw(conn).cursor() as cursor:
+        if binary:
+            cursor.adapters.register_dumper(None, Float4ArrayBinaryDumper)
+        with cursor.copy(statement) as copy:
+            if types is not None:
+                copy.set_types(list(types))
+            for row in rows:
+                copy.write_row(row)
+                count += 1
     return count
 
 
@@ -53,3 +97,21 @@ def store_errors(action: str, error: type[StoreError] = StoreError) -> Iterator[
         if isinstance(cause, psycopg.OperationalError):
             error = StoreError  # the server is unreachable or went away: not the statement's fault
         raise error(f"{action}: {type(cause).__name__}: {str(cause).strip()}") from exc
+
+
+def _libpq_url(database_url: str) -> str:
+    return database_url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def create_database(server_url: str, name: str) -> None:
+    """CREATE DATABASE on the server of ``server_url`` (an identifier cannot be a bind parameter)."""
+    with store_errors(f"create database {name}"), psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(psycopg.sql.SQL("CREATE DATABASE {}").format(psycopg.sql.Identifier(name)))
+
+
+def drop_database(server_url: str, name: str) -> None:
+    """DROP DATABASE … WITH (FORCE) on the server of ``server_url``."""
+    with store_errors(f"drop database {name}"), psycopg.connect(_libpq_url(server_url), autocommit=True) as conn:
+        conn.execute(
+            psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
+        )

@@ -15,6 +15,7 @@ from itertools import islice
 from types import TracebackType
 from typing import Any
 
+import numpy as np
 from sqlalchemy import Connection, Engine
 
 from catalogue_tagger.config import Settings
@@ -47,9 +48,8 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
         yield batch
 
 
-def _floats(values: Any) -> list[float]:
-    """A numpy vector as Python floats (float32 values survive the round trip through ``real`` exactly)."""
-    return values.tolist() if hasattr(values, "tolist") else [float(v) for v in values]
+def _vector(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
 class Store:
@@ -173,29 +173,34 @@ class Store:
                 ("track_id", "duration_s", "flags"),
                 ((r.track_id, float(r.duration_s), list(r.flags)) for r in results),
             )
-            conn.execute(queries()["lock_staged_tracks"])
+            locked = set(conn.execute(queries()["lock_staged_tracks"]).scalars())
+            if unknown := sorted({r.uri for r in results if r.track_id not in locked}):
+                raise StoreError(f"no such track(s): {', '.join(unknown)}")
             copy_rows(
                 conn,
                 "stage_scores",
                 ("track_id", "model_id", "n_segments", "score", "score_max"),
                 (
-                    (r.track_id, model_ids[o.model], o.n_segments, _floats(o.mean), _floats(o.max))
+                    (r.track_id, model_ids[o.model], o.n_segments, _vector(o.mean), _vector(o.max))
                     for r in results
                     for o in r.outputs
                 ),
+                types=("int8", "int4", "int4", "float4[]", "float4[]"),
             )
             n_embeddings = copy_rows(
                 conn,
                 "stage_embeddings",
                 ("track_id", "model_id", "embedding"),
                 (
-                    (r.track_id, model_ids[o.model], _floats(o.embedding))
+                    (r.track_id, model_ids[o.model], _vector(o.embedding))
                     for r in results
                     for o in r.outputs
                     if o.embedding is not None
                 ),
+                types=("int8", "int4", "float4[]"),
             )
             conn.execute(queries()["merge_tags_from_stage"])
+            conn.execute(queries()["insert_new_tags_from_stage"])
             if n_embeddings:
                 conn.execute(queries()["merge_embeddings_from_stage"])
             if segments:
@@ -204,6 +209,7 @@ class Store:
                     "stage_segments",
                     ("track_id", "model_id", "segment_index", "scores"),
                     self._segment_rows(results, model_ids),
+                    types=("int8", "int4", "int4", "float4[]"),
                 )
                 conn.execute(queries()["delete_stale_segments"])
                 conn.execute(queries()["merge_segments_from_stage"])
@@ -216,7 +222,7 @@ class Store:
                 if o.segments is None:
                     continue
                 for index, scores in enumerate(o.segments):
-                    yield (r.track_id, model_ids[o.model], index, _floats(scores))
+                    yield (r.track_id, model_ids[o.model], index, _vector(scores))
 
     def write_failures(self, failures: Sequence[TrackFailure], run_id: int | None) -> None:
         """Mark tracks failed with their error, count the attempt, and keep a history row each."""

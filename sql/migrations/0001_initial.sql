@@ -56,10 +56,12 @@ CREATE TABLE models (
     CONSTRAINT models_name_weights_sha256_key UNIQUE (name, weights_sha256)
 );
 
--- Track-level scores: mean and max of the segment sigmoids.
+-- Track-level scores: mean and max of the segment sigmoids. The two high-volume tables (track_tags,
+-- segment_scores) carry no foreign keys: per-row FK checks cost more than the insert itself. The
+-- writer inserts only for tracks it has locked, and the statement-level triggers below cascade deletes.
 CREATE TABLE track_tags (
-    track_id  bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
-    model_id  integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    track_id  bigint NOT NULL,
+    model_id  integer NOT NULL,
     tag       text NOT NULL,
     score     real NOT NULL,
     score_max real NOT NULL,
@@ -70,12 +72,33 @@ CREATE INDEX track_tags_tag_model_score_idx ON track_tags (tag, model_id, score 
 
 -- The taggram, kept only when a run asks for segments.
 CREATE TABLE segment_scores (
-    track_id      bigint NOT NULL REFERENCES tracks (track_id) ON DELETE CASCADE,
-    model_id      integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    track_id      bigint NOT NULL,
+    model_id      integer NOT NULL,
     segment_index integer NOT NULL,
     scores        real[] NOT NULL,
     PRIMARY KEY (track_id, model_id, segment_index)
 );
+
+-- Deleting tracks or models removes their scores, set-wise (what ON DELETE CASCADE would do per row).
+CREATE FUNCTION delete_scores_of_tracks() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM track_tags WHERE track_id IN (SELECT track_id FROM gone);
+    DELETE FROM segment_scores WHERE track_id IN (SELECT track_id FROM gone);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER tracks_delete_scores AFTER DELETE ON tracks
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION delete_scores_of_tracks();
+
+CREATE FUNCTION delete_scores_of_models() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    DELETE FROM track_tags WHERE model_id IN (SELECT model_id FROM gone);
+    DELETE FROM segment_scores WHERE model_id IN (SELECT model_id FROM gone);
+    RETURN NULL;
+END
+$$;
+CREATE TRIGGER models_delete_scores AFTER DELETE ON models
+    REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION delete_scores_of_models();
 
 -- Every failed attempt, so a later success does not erase why a track once failed.
 CREATE TABLE track_failures (

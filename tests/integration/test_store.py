@@ -229,10 +229,24 @@ def test_driver_errors_become_store_errors(store: Store) -> None:
 
 def test_bad_track_in_a_batch_does_not_lose_the_others(store: Store) -> None:
     _, model_ids, tasks = setup_tracks(store, 3)
-    ghost = dataclasses.replace(result(tasks[0]), track_id=999_999, uri="file:///ghost")
+    ghost = dataclasses.replace(result(tasks[0], embedding_dim=None), track_id=999_999, uri="file:///ghost")
     with pytest.raises(StoreError, match="ghost"):
         store.write_results([result(t) for t in tasks] + [ghost], model_ids)
     assert store.partition_status(PARTITION)["tagged"] == 3
+
+
+def test_deleting_tracks_or_models_deletes_their_scores(store: Store) -> None:
+    _, model_ids, tasks = setup_tracks(store, 3)
+    store.write_results([result(t) for t in tasks], model_ids, segments=True)
+    with store.connection() as conn:
+        conn.execute(text("DELETE FROM tracks WHERE uri = :u"), {"u": tasks[0].uri})
+        conn.commit()
+    assert scalar(store, "SELECT count(DISTINCT track_id) FROM track_tags") == 2
+    assert scalar(store, "SELECT count(DISTINCT track_id) FROM segment_scores") == 2
+    with store.connection() as conn:
+        conn.execute(text("DELETE FROM models"))
+        conn.commit()
+    assert scalar(store, "SELECT count(*) FROM track_tags") + scalar(store, "SELECT count(*) FROM segment_scores") == 0
 
 
 def test_embeddings_as_pgvector(embedded_store: Store) -> None:
