@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from itertools import islice
 from types import TracebackType
@@ -82,7 +83,8 @@ class Store:
     ) -> None:
         self.close()
 
-    def _begin(self) -> Any:
+    def _begin(self) -> AbstractContextManager[Connection]:
+        """One transaction on a pooled connection (the unit of every write)."""
         return self.engine.begin()
 
     @property
@@ -254,7 +256,7 @@ class Store:
     # --- queries -------------------------------------------------------------------------------
     def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Any]:
         with store_errors(name.replace("_", " ")), self.engine.connect() as conn:
-            return conn.execute(queries()[name], dict(params or {})).all()
+            return list(conn.execute(queries()[name], dict(params or {})).all())
 
     def partition_status(self, partition_key: str) -> dict[str, int]:
         """Counts of a partition's tracks: ``total``, ``tagged``, ``failed``, ``pending``."""
