@@ -28,10 +28,13 @@ class FrozenBatchNorm(nn.Module):
         self.register_buffer("running_mean", torch.zeros(num_features))
         self.register_buffer("running_var", torch.ones(num_features))
 
+    def scale(self) -> torch.Tensor:
+        return self.weight * torch.rsqrt(self.running_var + self.eps)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = [1] * x.dim()
         shape[self.dim] = -1
-        scale = self.weight * torch.rsqrt(self.running_var + self.eps)
+        scale = self.scale()
         shift = self.bias - self.running_mean * scale
         return x * scale.reshape(shape) + shift.reshape(shape)
 
