@@ -8,19 +8,22 @@ reach for the raw psycopg connection, because COPY and multi-statement scripts (
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import psycopg
+import psycopg.errors
 import psycopg.sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from sqlalchemy import Connection
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from catalogue_tagger.errors import StoreError
+
+T = TypeVar("T")
 
 
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
@@ -97,6 +100,23 @@ def store_errors(action: str, error: type[StoreError] = StoreError) -> Iterator[
         if isinstance(cause, psycopg.OperationalError):
             error = StoreError  # the server is unreachable or went away: not the statement's fault
         raise error(f"{action}: {type(cause).__name__}: {str(cause).strip()}") from exc
+
+
+def retry_on_conflict(action: Callable[[], T], attempts: int = 3) -> T:
+    """Run ``action`` (one whole transaction), again if Postgres aborted it for a deadlock.
+
+    Writers lock rows in a fixed order, but discovery (by uri) and result writing (by track_id) can
+    still meet in opposite orders; Postgres then aborts one of them, which is safe to replay.
+    """
+    for attempt in range(1, attempts + 1):
+        try:
+            return action()
+        except (DBAPIError, psycopg.Error) as exc:
+            cause = getattr(exc, "orig", None) or exc
+            retryable = isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure))
+            if not retryable or attempt == attempts:
+                raise
+    raise AssertionError("unreachable")
 
 
 def _libpq_url(database_url: str) -> str:

@@ -23,7 +23,7 @@ from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import StoreError
 from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.store import migrate as migrations
-from catalogue_tagger.store.driver import copy_rows, run_script, store_errors
+from catalogue_tagger.store.driver import copy_rows, retry_on_conflict, run_script, store_errors
 from catalogue_tagger.store.engine import make_engine, resolve_database_url
 from catalogue_tagger.store.queries import queries, raw_queries
 
@@ -113,15 +113,18 @@ class Store:
         total = DiscoverCounts()
         for batch in _batches(objects, batch_size):
             unique = {obj.uri: obj for obj in batch}  # one listing may repeat a key; the last wins
-            rows = (
-                (o.uri, o.etag, o.size, o.last_modified, o.partition_key) for o in unique.values()
-            )
-            with store_errors("record discovered objects"), self._begin() as conn:
-                run_script(conn, raw_queries()["create_stage_objects"])
-                copy_rows(conn, "stage_objects", ("uri", "etag", "size_bytes", "last_modified", "partition_key"), rows)
-                new, changed = conn.execute(queries()["merge_objects_from_stage"]).one()
+            rows = [(o.uri, o.etag, o.size, o.last_modified, o.partition_key) for o in unique.values()]
+            with store_errors("record discovered objects"):
+                new, changed = retry_on_conflict(lambda: self._merge_objects(rows))
             total += DiscoverCounts(new, changed, len(unique) - new - changed)
         return total
+
+    def _merge_objects(self, rows: list[tuple[Any, ...]]) -> tuple[int, int]:
+        with self._begin() as conn:
+            run_script(conn, raw_queries()["create_stage_objects"])
+            copy_rows(conn, "stage_objects", ("uri", "etag", "size_bytes", "last_modified", "partition_key"), rows)
+            new, changed = conn.execute(queries()["merge_objects_from_stage"]).one()
+        return int(new), int(changed)
 
     def mark_pending(self, uris: Sequence[str] | None = None, partition_key: str | None = None) -> int:
         """Make tracks pending again (``--force``); None filters match all. Returns how many changed."""
@@ -167,7 +170,11 @@ class Store:
             for output in result.outputs:
                 if output.model not in model_ids:
                     raise StoreError(f"model {output.model!r} of {result.uri} is not registered")
-        with store_errors("write results"), self._begin() as conn:
+        with store_errors("write results"):
+            retry_on_conflict(lambda: self._write_batch(results, model_ids, segments))
+
+    def _write_batch(self, results: Sequence[TrackResult], model_ids: Mapping[str, int], segments: bool) -> None:
+        with self._begin() as conn:
             run_script(conn, raw_queries()["create_stage_results"])
             copy_rows(
                 conn,
