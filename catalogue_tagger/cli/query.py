@@ -19,7 +19,7 @@ from catalogue_tagger.cli.db import database_url_option, store_errors_as_click
               help="json: one object per line.")
 @database_url_option
 def query(tag: str | None, track: str | None, model: str | None, top: int, fmt: str, database_url: str | None) -> None:
-    """Query stored tags: ``--tag TAG [--model NAME] [--top N]`` or ``--track URI``."""
+    """Query stored tags: the best tracks for --tag TAG, or the tags of --track URI."""
     if (tag is None) == (track is None):
         raise click.UsageError("give exactly one of --tag or --track")
     from catalogue_tagger.store.store import Store
