@@ -13,37 +13,45 @@ from __future__ import annotations
 import multiprocessing as mp
 import resource
 import time
-import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.pipeline import TagOptions, tag
-from catalogue_tagger.sources import open_source, open_uri
-from catalogue_tagger.store.engine import normalize_url
+from catalogue_tagger.sources import ObjectStore, open_source
+from catalogue_tagger.store.driver import scratch_database
 from catalogue_tagger.store.store import Store
 
 
+_worker_source: ObjectStore | None = None
+
+
+def _open_worker_source(source: str, s3_endpoint_url: str | None) -> None:
+    global _worker_source
+    _worker_source = open_source(source, s3_endpoint_url=s3_endpoint_url)
+
+
 def _decode_seconds(uri: str) -> float:
-    with open_uri(uri) as fileobj, decode_stream(fileobj, name=uri) as audio:
+    assert _worker_source is not None
+    with _worker_source.open(uri) as fileobj, decode_stream(fileobj, name=uri) as audio:
         for _ in audio:
             pass
         return audio.info.duration_s
 
 
-def decode_only(uris: Sequence[str], workers: int) -> dict[str, float]:
+def decode_only(source: str, uris: Sequence[str], workers: int, s3_endpoint_url: str | None = None) -> dict[str, float]:
+    """Decode every object with ``workers`` processes (0: in this process); nothing else."""
     started = time.perf_counter()
     if workers > 0:
-        with mp.get_context("spawn").Pool(workers) as pool:
+        ctx = mp.get_context("spawn")
+        with ctx.Pool(workers, initializer=_open_worker_source, initargs=(source, s3_endpoint_url)) as pool:
             durations = pool.map(_decode_seconds, uris, chunksize=1)
     else:
+        _open_worker_source(source, s3_endpoint_url)
         durations = [_decode_seconds(u) for u in uris]
     wall = time.perf_counter() - started
     audio = float(sum(durations))
@@ -62,22 +70,6 @@ def inference_only(model: str, backend: str, device: str, batch_size: int, min_s
         wall = time.perf_counter() - started
     seg_s = n * batch_size / wall
     return {"segments_per_s": seg_s, "xrealtime": seg_s * spec.hop / spec.sample_rate, "batch_size": batch_size}
-
-
-@contextmanager
-def throwaway_database(database_url: str) -> Iterator[str]:
-    """A new, empty database on the server of ``database_url``, dropped afterwards."""
-    url = make_url(normalize_url(database_url))
-    name = f"catalogue_tagger_bench_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))  # name is generated here, not user input
-    try:
-        yield url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def peak_rss_mb() -> dict[str, float]:
@@ -101,11 +93,11 @@ def run_bench(
         uris = [o.uri for o in src.list()]
     result: dict[str, Any] = {"source": source, "files": len(uris), "backend": backend, "device": device,
                               "batch_size": batch_size, "workers": workers, "models": list(models)}
-    result["decode_only"] = decode_only(uris, workers)
+    result["decode_only"] = decode_only(source, uris, workers, s3_endpoint_url)
     result["inference_only"] = {m: inference_only(m, backend, device, batch_size) for m in models}
     options = TagOptions(models=tuple(models), batch_size=batch_size, workers=workers, device=device,
                          backend=backend, s3_endpoint_url=s3_endpoint_url)
-    with throwaway_database(database_url) as url, Store.connect(url) as store, open_source(
+    with scratch_database(database_url, "catalogue_tagger_bench") as url, Store.connect(url) as store, open_source(
         source, s3_endpoint_url=s3_endpoint_url
     ) as src:
         report = tag(src, store, options)

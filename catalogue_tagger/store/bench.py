@@ -12,17 +12,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
 import numpy as np
-from sqlalchemy.engine import make_url
 
 from catalogue_tagger.config import Settings
 from catalogue_tagger.records import ModelOutput, ObjectInfo, TrackResult
-from catalogue_tagger.store.driver import create_database, drop_database
+from catalogue_tagger.store.driver import scratch_database
 from catalogue_tagger.store.engine import resolve_database_url
 from catalogue_tagger.store.store import Store
 
@@ -67,30 +65,24 @@ def bench_store_writes(
 ) -> StoreBenchResult:
     """Time writing ``tracks`` results into a scratch database on the server of ``database_url``."""
     server_url = resolve_database_url(database_url, settings)
-    scratch = f"catalogue_tagger_bench_{os.getpid()}"
-    create_database(server_url, scratch)
-    try:
-        url = make_url(server_url).set(database=scratch).render_as_string(hide_password=False)
-        with Store.connect(url) as store:
-            models = [f"bench-model-{i}" for i in range(n_models)]
-            labels = [f"tag-{j:03d}" for j in range(n_tags)]
-            model_ids = {m: store.register_model(m, "bench", labels, "bench", embedding_dim) for m in models}
-            day = datetime(2026, 1, 1, tzinfo=timezone.utc)
-            started = time.perf_counter()
-            store.record_objects(ObjectInfo(f"bench://track/{i:07d}", "e", 1, day) for i in range(tracks))
-            discover_s = time.perf_counter() - started
-            run_id = store.start_run("bench://", models)
-            tasks = [(t.track_id, t.uri) for t in store.claim_pending(run_id, tracks)]
-            results = _results(tasks, models, n_tags, embedding_dim, seed=0)
-            started = time.perf_counter()
-            for start in range(0, len(results), batch_size):
-                store.write_results(results[start : start + batch_size], model_ids)
-            write_s = time.perf_counter() - started
-            embedding_type = store.embedding_type
-            with store.connection() as conn:
-                server_version = str(conn.exec_driver_sql("SHOW server_version").scalar())
-    finally:
-        drop_database(server_url, scratch)
+    with scratch_database(server_url, "catalogue_tagger_bench") as url, Store.connect(url) as store:
+        models = [f"bench-model-{i}" for i in range(n_models)]
+        labels = [f"tag-{j:03d}" for j in range(n_tags)]
+        model_ids = {m: store.register_model(m, "bench", labels, "bench", embedding_dim) for m in models}
+        day = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        started = time.perf_counter()
+        store.record_objects(ObjectInfo(f"bench://track/{i:07d}", "e", 1, day) for i in range(tracks))
+        discover_s = time.perf_counter() - started
+        run_id = store.start_run("bench://", models)
+        tasks = [(t.track_id, t.uri) for t in store.claim_pending(run_id, tracks)]
+        results = _results(tasks, models, n_tags, embedding_dim, seed=0)
+        started = time.perf_counter()
+        for start in range(0, len(results), batch_size):
+            store.write_results(results[start : start + batch_size], model_ids)
+        write_s = time.perf_counter() - started
+        embedding_type = store.embedding_type
+        with store.connection() as conn:
+            server_version = str(conn.exec_driver_sql("SHOW server_version").scalar())
     tag_rows = tracks * n_models * n_tags
     return StoreBenchResult(
         tracks, n_models, n_tags, embedding_dim, batch_size, embedding_type, round(discover_s, 3),

@@ -8,6 +8,7 @@ reach for the raw psycopg connection, because COPY and multi-statement scripts (
 from __future__ import annotations
 
 import struct
+import uuid
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
@@ -19,6 +20,7 @@ import psycopg.sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
 from sqlalchemy import Connection
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from catalogue_tagger.errors import StoreError
@@ -135,3 +137,14 @@ def drop_database(server_url: str, name: str) -> None:
         conn.execute(
             psycopg.sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(psycopg.sql.Identifier(name))
         )
+
+
+@contextmanager
+def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
+    """A new, empty database on the server of ``server_url`` for the duration of the block; its URL."""
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+    create_database(server_url, name)
+    try:
+        yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        drop_database(server_url, name)
