@@ -7,6 +7,7 @@ made here. Both artifacts are cached under :func:`engine_cache.cache_dir`, named
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -14,7 +15,11 @@ from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference import engine_cache
 from catalogue_tagger.models.registry import get_spec, load_model
 
+if TYPE_CHECKING:
+    import tensorrt as trt
+
 OPSET = 17
+FRONT_END_PREFIX = "/frontend/"  # ONNX node names of the log-mel front end (torch module path)
 
 # ONNX ops the exported taggers may use; each has a TensorRT importer (TensorRT ONNX operator support
 # matrix). A test exports every model and checks its graph against this list.
@@ -92,6 +97,7 @@ def build_engine(onnx_path: Path, engine_path: Path, window: int, precision: str
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, 4 << 30)
     if precision == "fp16":
         config.set_flag(trt.BuilderFlag.FP16)
+        _keep_front_end_fp32(network, config)
     elif precision != "fp32":
         raise ValueError(f"precision must be fp16 or fp32, not {precision!r}")
     profile = builder.create_optimization_profile()
@@ -101,6 +107,23 @@ def build_engine(onnx_path: Path, engine_path: Path, window: int, precision: str
     if serialized is None:
         raise BackendUnavailable(f"TensorRT failed to build an engine from {onnx_path.name}")
     engine_path.write_bytes(bytes(serialized))
+
+
+def _keep_front_end_fp32(network: "trt.INetworkDefinition", config: "trt.IBuilderConfig") -> None:
+    """The STFT-as-matmul and mel projection stay float32 in an fp16 engine.
+
+    The front end's float16 rounding of the mel power is part of the model; computing the power itself in
+    half precision would move the log-mel by far more than one float16 step.
+    """
+    import tensorrt as trt
+
+    config.set_flag(trt.BuilderFlag.OBEY_PRECISION_CONSTRAINTS)
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        if layer.name.startswith(FRONT_END_PREFIX) and layer.type != trt.LayerType.CAST:
+            layer.precision = trt.float32
+            for j in range(layer.num_outputs):
+                layer.set_output_type(j, trt.float32)
 
 
 def compile_model(model: str, precision: str = "fp16", max_batch: int = 256) -> Path:
