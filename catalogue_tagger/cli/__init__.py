@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import warnings
 
 import click
 
@@ -37,3 +38,5 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="catalogue-tagger")
 def main() -> None:
     """Tag a music catalogue with pretrained taggers and store the tags in Postgres."""
+    # platformdirs warns on every call in a container without a login session; nothing depends on it
+    warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")

@@ -37,6 +37,7 @@ def demo(database_url: str | None, top: int) -> None:
     """Tag a small catalogue of real music into Postgres (embedded by default), then query it."""
     from rich.console import Console
     from rich.table import Table
+    from sqlalchemy.engine import make_url
 
     from catalogue_tagger.config import Settings
     from catalogue_tagger.pipeline import TagOptions, tag
@@ -62,6 +63,7 @@ def demo(database_url: str | None, top: int) -> None:
                 tags = store.tags_for_track(obj.uri, model)[:top]
                 table.add_row(Path(obj.uri).name, ", ".join(f"{t['tag']} {t['score']:.2f}" for t in tags))
             console.print(table)
-    safe_url = url.split("@")[-1] if "@" in url else url
-    console.print(f"\nQuery them with SQL (psql postgresql://…@{safe_url}):\n")
+    shown = make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
+    console.print(f"\nQuery them with SQL (psql {shown}):\n", markup=False, highlight=False)
     console.print(EXAMPLE_SQL, markup=False, highlight=False)
+    console.print("\nor: catalogue-tagger query --tag techno   |   catalogue-tagger query --track URI", markup=False)

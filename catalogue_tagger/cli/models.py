@@ -70,3 +70,48 @@ def convert(wheel: Path | None, out: Path | None) -> None:
         click.echo(f"{name}: {entry['weights_file']} sha256 {entry['sha256']} {status}")
     if mismatched:
         raise click.ClickException(f"converted weights differ from the registry pins: {', '.join(mismatched)}")
+
+
+@models.command("train-waveform")
+@click.option("--corpus", "corpus_dir", required=True, type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Folder written by fetch-debian-music.sh: one sub-folder of audio per training package.")
+@click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Run folder: checkpoints, best weights, report.json/png.")
+@click.option("--epochs", default=30, show_default=True, help="Total epochs (a resumed run counts those done).")
+@click.option("--device", type=click.Choice(["cpu", "cuda"]), default="cpu", show_default=True)
+@click.option("--resume", is_flag=True, help="Continue from OUT/checkpoints/last.pt.")
+@click.option("--cache", "cache_dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Decoded tracks and teacher taggrams (default: CORPUS/.cache).")
+@click.option("--batch-size", default=16, show_default=True)
+@click.option("--lr", default=1e-3, show_default=True)
+@click.option("--seed", default=0, show_default=True)
+@click.option("--crops-per-track", default=0, show_default=True,
+              help="At most this many random crops per track and epoch (one per 59049 samples of audio; 0: no cap).")
+@click.option("--baseline", is_flag=True, help="Also fit the random-weights baseline once (OUT/baseline.json).")
+def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device: str, resume: bool,
+                           cache_dir: Path | None, batch_size: int, lr: float, seed: int, crops_per_track: int,
+                           baseline: bool) -> None:
+    """Distil musicnn-mtt and vgg-mtt into SampleCNN (samplecnn-mtt) on the training corpus.
+
+    Example: catalogue-tagger models train-waveform --corpus corpus/ --out run/ --epochs 30 --resume
+    """
+    import logging
+
+    from catalogue_tagger.errors import TaggerError
+    from catalogue_tagger.training.progress import TrainingProgress
+    from catalogue_tagger.training.run import train_waveform
+    from catalogue_tagger.training.train import TrainConfig
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, seed=seed, crops_per_track=crops_per_track,
+                         device=device)
+    try:
+        with TrainingProgress() as progress:
+            report = train_waveform(corpus_dir, out_dir, config, cache_dir=cache_dir, resume=resume,
+                                    baseline=baseline, hooks=progress)
+    except TaggerError as exc:
+        raise click.ClickException(str(exc)) from exc
+    if report and report["best_epoch"]:
+        best = report["best_epoch"]
+        click.echo(f"best epoch {best['epoch']}: macro ROC-AUC {best['val']['macro_roc_auc']:.4f}, median Spearman "
+                   f"{best['val']['median_spearman']:.4f}; accepted: {report['accepted']}; report in {out_dir}")
