@@ -14,7 +14,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from catalogue_tagger.errors import ModelError, UnknownModel, WeightsMismatch
-from catalogue_tagger.models import musicnn, vgg
+from catalogue_tagger.models import musicnn, samplecnn, vgg
 from catalogue_tagger.models.base import ModelSpec, Tagger
 from catalogue_tagger.models.frontend import SEGMENT_HOP, SEGMENT_PAD, SEGMENT_WINDOW
 from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
@@ -64,6 +64,7 @@ BUILDERS: dict[str, Callable[[ModelSpec], Tagger]] = {
     "musicnn": lambda spec: SpectrogramTagger(spec, musicnn.MusicnnNet(spec.n_labels)),
     "vgg": lambda spec: SpectrogramTagger(spec, vgg.VggNet(spec.n_labels, pools="musicnn")),
     "vgg-as-trained-msd": lambda spec: SpectrogramTagger(spec, vgg.VggNet(spec.n_labels, pools="as_trained_msd")),
+    "samplecnn": samplecnn.build,
 }
 
 

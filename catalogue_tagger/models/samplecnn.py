@@ -42,7 +42,8 @@ class SampleCnnNet(nn.Module):
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
         """The pooled 512-d feature of each window, ``[B, 512]`` (time axis is 1 after the last pool)."""
-        return self.features(wave.unsqueeze(1)).flatten(1)
+        features: torch.Tensor = self.features(wave.unsqueeze(1))
+        return features.flatten(1)
 
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         embedding = self.embed(wave)
@@ -51,6 +52,8 @@ class SampleCnnNet(nn.Module):
 
 class WaveformTagger(Tagger):
     """``wave[B, spec.window] -> (probs, logits, embedding)``: the network on raw samples, no front end."""
+
+    net: SampleCnnNet
 
     def __init__(self, spec: ModelSpec, net: SampleCnnNet) -> None:
         super().__init__(spec)

@@ -1,0 +1,99 @@
+"""Training examples: random crops of the cached waveforms with their soft teacher targets.
+
+An epoch's plan (which track, where to crop, gain, polarity) is drawn from a generator seeded by
+``(seed, epoch)`` alone, so a run resumed at epoch ``e`` sees exactly the examples an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+
+from catalogue_tagger.training.corpus import Corpus, CorpusTrack
+from catalogue_tagger.training.targets import TEACHERS, TrackTargets
+
+Floats = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True)
+class TrackSet:
+    """The tracks of one split, their waveforms (float16, ``(samples,)``) and teacher targets."""
+
+    tracks: tuple[CorpusTrack, ...]
+    waves: tuple[npt.NDArray[np.float16], ...]
+    targets: tuple[TrackTargets, ...]
+
+    @classmethod
+    def load(cls, corpus: Corpus, split: str, teachers: Sequence[str] = TEACHERS) -> TrackSet:
+        tracks = tuple(corpus.split(split))
+        return cls(tracks, tuple(np.asarray(corpus.waveform(t)) for t in tracks),
+                   tuple(TrackTargets.load(corpus, t, teachers) for t in tracks))
+
+    def __len__(self) -> int:
+        return len(self.tracks)
+
+
+@dataclass(frozen=True)
+class EpochPlan:
+    """One example per row: track index, crop start (samples), gain (linear), polarity (+1/-1)."""
+
+    track: npt.NDArray[np.int64]
+    start: npt.NDArray[np.int64]
+    gain: Floats
+    sign: Floats
+
+    def __len__(self) -> int:
+        return len(self.track)
+
+    def batches(self, batch_size: int, drop_last: bool = False) -> Iterator[slice]:
+        """Consecutive row slices; ``drop_last`` skips a final short batch (batch norm needs more than one)."""
+        end = len(self) - len(self) % batch_size if drop_last else len(self)
+        for i in range(0, end, batch_size):
+            yield slice(i, min(i + batch_size, len(self)))
+
+
+def n_windows(samples: int, window: int) -> int:
+    """Non-overlapping windows in a track, at least one (a short track is zero-padded to one)."""
+    return max(1, samples // window)
+
+
+def plan_epoch(data: TrackSet, window: int, seed: int, epoch: int, *, crops_per_track: int = 0,
+               gain_db: float = 6.0) -> EpochPlan:
+    """A shuffled epoch: per track, one random crop per window of audio, at most ``crops_per_track`` (> 0)."""
+    rng = np.random.default_rng([seed, epoch])
+    counts = [min(n_windows(len(w), window), crops_per_track or np.iinfo(np.int64).max) for w in data.waves]
+    track = np.repeat(np.arange(len(data), dtype=np.int64), counts)
+    room = np.array([max(len(w) - window, 0) for w in data.waves], dtype=np.int64)[track]
+    start = (rng.random(len(track)) * (room + 1)).astype(np.int64)
+    gain = (10.0 ** (rng.uniform(-gain_db, gain_db, len(track)) / 20.0)).astype(np.float32)
+    sign = rng.choice(np.array([-1.0, 1.0], dtype=np.float32), len(track))
+    order = rng.permutation(len(track))
+    return EpochPlan(track[order], start[order], gain[order], sign[order])
+
+
+def crop(wave: npt.NDArray[np.float16], start: int, window: int) -> Floats:
+    """``wave[start : start + window]`` as float32, zero-padded at the end when the track is shorter."""
+    out = np.zeros(window, np.float32)
+    piece = wave[start : start + window]
+    out[: len(piece)] = piece
+    return out
+
+
+def make_batch(data: TrackSet, plan: EpochPlan, rows: slice, window: int) -> tuple[Floats, Floats]:
+    """``(waves[B, window], targets[B, n_labels])`` for the plan rows ``rows``, augmentation applied."""
+    idx = range(*rows.indices(len(plan)))
+    x = np.stack([crop(data.waves[plan.track[i]], int(plan.start[i]), window) for i in idx])
+    x *= (plan.gain[rows] * plan.sign[rows])[:, None]
+    y = np.stack([data.targets[plan.track[i]].window(int(plan.start[i]), window) for i in idx])
+    return x, y
+
+
+def eval_starts(samples: int, window: int, max_windows: int = 0) -> npt.NDArray[np.int64]:
+    """Starts of a track's non-overlapping windows (the segmenter's, hop = window); ``max_windows`` > 0 keeps
+    that many, evenly spread."""
+    n = n_windows(samples, window)
+    keep = np.arange(n) if not max_windows or n <= max_windows else np.linspace(0, n - 1, max_windows).round()
+    return keep.astype(np.int64) * window

@@ -1,0 +1,74 @@
+"""``models train-waveform`` end to end: corpus cache -> teacher targets -> (baseline) -> training -> report.
+
+Every step reuses what an earlier run left: decoded tracks, taggrams, ``OUT/baseline.json``, and with
+``resume`` the last checkpoint. The report is rewritten after every epoch.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import time
+from dataclasses import asdict
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
+from catalogue_tagger.training.corpus import Corpus, prepare
+from catalogue_tagger.training.data import TrackSet
+from catalogue_tagger.training.report import write_report
+from catalogue_tagger.training.targets import TEACHERS, compute_targets
+from catalogue_tagger.training.train import EpochRecord, TrainConfig, TrainingHooks, train
+
+logger = logging.getLogger(__name__)
+
+
+def device_description(device: str) -> str:
+    if device.startswith("cuda") and torch.cuda.is_available():
+        return torch.cuda.get_device_name(torch.device(device))
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} torch threads)"
+
+
+def prepare_corpus(corpus_dir: Path, cache_dir: Path, *, seed: int = 0, val_fraction: float = 0.15,
+                   device: str = "cpu") -> Corpus:
+    """Decode (once) and compute the teacher taggrams (once) of every corpus track."""
+    corpus = prepare(corpus_dir, cache_dir, val_fraction=val_fraction, seed=seed,
+                     on_track=lambda t: logger.debug("decoded %s", t))
+    logger.info("corpus: %s", json.dumps(corpus.summary()))
+    compute_targets(corpus, TEACHERS, device, on_track=lambda m, t: logger.debug("%s taggram of %s", m, t))
+    return corpus
+
+
+def load_baseline(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / "baseline.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cache_dir: Path | None = None,
+                   resume: bool = False, baseline: bool = False, hooks: TrainingHooks | None = None
+                   ) -> dict[str, Any] | None:
+    """Run the whole recipe; returns the report (None when no epoch has been trained yet)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    corpus = prepare_corpus(corpus_dir, cache_dir or corpus_dir / ".cache", seed=config.seed, device=config.device)
+    train_data, val_data = TrackSet.load(corpus, "train"), TrackSet.load(corpus, "validation")
+    if baseline and load_baseline(out_dir) is None:
+        started = time.perf_counter()
+        metrics = random_weights_baseline(train_data, val_data, BaselineConfig(seed=config.seed, device=config.device,
+                                                                               batch_size=config.batch_size))
+        record = {**metrics, "device": device_description(config.device), "seconds": time.perf_counter() - started}
+        (out_dir / "baseline.json").write_text(json.dumps(record, indent=1))
+        logger.info("random-weights baseline: %s", json.dumps(record))
+    meta: dict[str, Any] = {"model": "samplecnn-mtt", "teachers": list(TEACHERS), "device": device_description(config.device),
+            "torch": torch.__version__}
+
+    def report(history: list[EpochRecord]) -> dict[str, Any]:
+        meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return write_report(out_dir, history, corpus=corpus.summary(), config=asdict(config),
+                            baseline=load_baseline(out_dir), meta=meta)
+
+    history = train(train_data, val_data, out_dir, config, resume=resume, hooks=hooks, on_epoch=report)
+    return report(history) if history else None

@@ -1,0 +1,163 @@
+"""Distil the spectrogram taggers into SampleCNN: BCE on the teachers' soft targets, resumable epoch by epoch.
+
+Every epoch ends with a checkpoint ``OUT/checkpoints/last.pt`` (model, optimizer, torch RNG, epoch, history);
+the data plan of epoch ``e`` depends only on ``(seed, e)`` (:func:`~catalogue_tagger.training.data.plan_epoch`),
+so ``resume=True`` continues exactly as an uninterrupted run would. The student with the lowest validation
+loss is exported as ``OUT/samplecnn-mtt.safetensors`` (the registry's state-dict layout) with its metrics in
+``OUT/best.json``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from safetensors.torch import save_file
+
+from catalogue_tagger.models import samplecnn
+from catalogue_tagger.models.base import Tagger
+from catalogue_tagger.models.labels import MTT_LABELS
+from catalogue_tagger.training.data import TrackSet, make_batch, plan_epoch
+from catalogue_tagger.training.evaluate import evaluate_model
+
+logger = logging.getLogger(__name__)
+
+MODEL_NAME = "samplecnn-mtt"
+WINDOW = samplecnn.WINDOW
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-5
+    seed: int = 0
+    crops_per_track: int = 0  # cap on examples per track and epoch (one per window of audio); 0: no cap
+    gain_db: float = 6.0  # random gain in [-gain_db, +gain_db]
+    val_windows_per_track: int = 16  # 0: every window
+    device: str = "cpu"
+
+
+@dataclass(frozen=True)
+class EpochRecord:
+    epoch: int  # 1-based
+    train_loss: float
+    val: dict[str, float]
+    seconds: float
+    train_windows: int
+    windows_per_s: float  # training throughput (forward + backward + step)
+
+
+class TrainingHooks:
+    """What a caller sees of training; the default does nothing. See :mod:`catalogue_tagger.training.progress`."""
+
+    def epoch_started(self, epoch: int, n_batches: int) -> None: ...
+
+    def batch_done(self, loss: float) -> None: ...
+
+    def epoch_done(self, record: EpochRecord) -> None: ...
+
+
+def new_student(seed: int) -> samplecnn.WaveformTagger:
+    """SampleCNN with its initial weights, which depend only on ``seed``."""
+    torch.manual_seed(seed)
+    return samplecnn.build(samplecnn.samplecnn_spec(MODEL_NAME, MTT_LABELS))
+
+
+def save_weights(model: Tagger, path: Path) -> str:
+    """Write the state dict as safetensors (temp file + rename); returns its sha256."""
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp))
+    tmp.replace(path)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(state, tmp)
+    tmp.replace(path)
+
+
+def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet, config: TrainConfig, epoch: int,
+                hooks: TrainingHooks) -> tuple[float, int]:
+    """One epoch (0-based ``epoch``, full batches only); returns the mean training loss and the windows seen."""
+    plan = plan_epoch(data, WINDOW, config.seed, epoch, crops_per_track=config.crops_per_track,
+                      gain_db=config.gain_db)
+    n_batches = len(plan) // config.batch_size
+    if n_batches == 0:
+        raise ValueError(f"{len(plan)} training windows: fewer than one batch of {config.batch_size}")
+    hooks.epoch_started(epoch + 1, n_batches)
+    model.train()
+    total = 0.0
+    for rows in plan.batches(config.batch_size, drop_last=True):
+        x, y = make_batch(data, plan, rows, WINDOW)
+        logits = model(torch.from_numpy(x).to(config.device))[1]
+        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y).to(config.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()  # type: ignore[no-untyped-call]
+        optimizer.step()
+        value = float(loss.detach())
+        total += value * len(x)
+        hooks.batch_done(value)
+    return total / (n_batches * config.batch_size), n_batches * config.batch_size
+
+
+def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: TrainConfig, *, resume: bool = False,
+          hooks: TrainingHooks | None = None, on_epoch: Callable[[list[EpochRecord]], object] | None = None
+          ) -> list[EpochRecord]:
+    """Train up to ``config.epochs`` epochs (counting those already in a resumed checkpoint)."""
+    hooks = hooks or TrainingHooks()
+    out_dir.mkdir(parents=True, exist_ok=True)
+    last = out_dir / "checkpoints" / "last.pt"
+    model = new_student(config.seed).to(config.device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    history: list[EpochRecord] = []
+    best_loss = float("inf")
+    if resume and last.exists():
+        state = torch.load(last, map_location=config.device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        torch.set_rng_state(state["torch_rng"])
+        if state.get("cuda_rng") is not None and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state["cuda_rng"])
+        history = [EpochRecord(**r) for r in state["history"]]
+        best_loss = min((r.val["loss"] for r in history), default=best_loss)
+        logger.info("resumed from %s after epoch %d", last, state["epoch"])
+    elif resume:
+        logger.info("no checkpoint at %s; starting from scratch", last)
+    for epoch in range(len(history), config.epochs):
+        started = time.perf_counter()
+        train_loss, n_windows = train_epoch(model, optimizer, train_data, config, epoch, hooks)
+        train_s = time.perf_counter() - started
+        val = evaluate_model(model, val_data, WINDOW, config.device, max_windows=config.val_windows_per_track,
+                             batch_size=config.batch_size)
+        record = EpochRecord(epoch + 1, train_loss, val, time.perf_counter() - started, n_windows,
+                             n_windows / max(train_s, 1e-9))
+        history.append(record)
+        if val["loss"] < best_loss:
+            best_loss = val["loss"]
+            sha256 = save_weights(model, out_dir / f"{MODEL_NAME}.safetensors")
+            (out_dir / "best.json").write_text(json.dumps({**asdict(record), "weights_sha256": sha256}, indent=1))
+        _save_checkpoint(last, {
+            "model": model.state_dict(), "optimizer": optimizer.state_dict(), "torch_rng": torch.get_rng_state(),
+            "cuda_rng": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+            "epoch": epoch + 1, "history": [asdict(r) for r in history], "config": asdict(config),
+        })
+        hooks.epoch_done(record)
+        logger.info("epoch %d: train loss %.5f, val loss %.5f, macro ROC-AUC %.4f, median Spearman %.4f, %.0f s",
+                    record.epoch, train_loss, val["loss"], val["macro_roc_auc"], val["median_spearman"],
+                    record.seconds)
+        if on_epoch:
+            on_epoch(history)
+    return history
+

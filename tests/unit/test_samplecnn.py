@@ -1,0 +1,75 @@
+"""SampleCNN: Lee et al.'s 3^9 network (59049 samples in, ~1.9 M parameters), exportable like the other taggers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from catalogue_tagger.inference.compile import TENSORRT_OPS
+from catalogue_tagger.models.labels import MTT_LABELS
+from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR, build_model, load_model
+from catalogue_tagger.models.samplecnn import WINDOW, build, samplecnn_spec
+from catalogue_tagger.segment import Windowing, segment_track
+
+
+@pytest.fixture(scope="module")
+def tagger() -> torch.nn.Module:
+    torch.manual_seed(0)
+    model = build(samplecnn_spec("samplecnn-test", MTT_LABELS))
+    generator = torch.Generator().manual_seed(1)
+    for module in model.modules():  # non-trivial batch-norm statistics, so export must carry them
+        if isinstance(module, torch.nn.BatchNorm1d):
+            module.running_mean.normal_(0.0, 0.1, generator=generator)
+            module.running_var.uniform_(0.5, 2.0, generator=generator)
+    return model.eval()
+
+
+def test_spec_and_parameter_count(tagger: torch.nn.Module) -> None:
+    spec = tagger.spec
+    assert (spec.kind, spec.architecture, spec.window, spec.hop, spec.pad) == ("waveform", "samplecnn", 59049, 59049, 0)
+    assert WINDOW == 3**10 and spec.labels == MTT_LABELS and spec.output_names == ("probs", "logits", "embedding")
+    n_params = sum(p.numel() for p in tagger.parameters())
+    assert 1_800_000 <= n_params <= 2_000_000, n_params
+
+
+def test_forward_shapes_and_sigmoid(tagger: torch.nn.Module) -> None:
+    with torch.no_grad():
+        probs, logits, embedding = tagger(0.1 * torch.randn(3, WINDOW))
+    assert probs.shape == logits.shape == (3, 50) and embedding.shape == (3, 512)
+    torch.testing.assert_close(probs, torch.sigmoid(logits))
+
+
+def test_segmenter_gives_whole_windows() -> None:
+    spec = samplecnn_spec("samplecnn-test", MTT_LABELS)
+    windows, padded = segment_track(np.ones(3 * WINDOW + 100, np.float32), Windowing(spec.window, spec.hop, spec.pad))
+    assert windows.shape == (3, WINDOW) and not padded
+    windows, padded = segment_track(np.ones(1000, np.float32), Windowing(spec.window, spec.hop, spec.pad))
+    assert windows.shape == (1, WINDOW) and padded and windows[0, 1000:].max() == 0.0
+
+
+def test_onnx_export_matches_torch_with_tensorrt_ops(tagger: torch.nn.Module, tmp_path: Path) -> None:
+    path = tmp_path / "samplecnn.onnx"
+    names = list(tagger.spec.output_names)
+    torch.onnx.export(tagger, (torch.zeros(2, WINDOW),), str(path), input_names=["wave"], output_names=names,
+                      dynamic_axes={n: {0: "batch"} for n in ("wave", *names)}, opset_version=17, dynamo=False)
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert ops <= TENSORRT_OPS, ops - TENSORRT_OPS
+    wave = (0.3 * np.random.default_rng(2).standard_normal((3, WINDOW))).astype(np.float32)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(names, {"wave": wave})
+    with torch.no_grad():
+        want = [t.numpy() for t in tagger(torch.from_numpy(wave))]
+    assert np.abs(got[0] - want[0]).max() <= 1e-4
+    assert np.abs(got[2] - want[2]).max() <= 1e-4 * max(1.0, float(np.abs(want[2]).max()))
+
+
+def test_registry_builds_samplecnn_and_lists_it_only_with_weights() -> None:
+    spec = samplecnn_spec("samplecnn-test", MTT_LABELS)
+    assert type(build_model(spec)).__name__ == "WaveformTagger"
+    if "samplecnn-mtt" in SPECS:  # shipped: the pinned weights load strictly
+        assert (WEIGHTS_DIR / SPECS["samplecnn-mtt"].weights_file).exists()
+        assert load_model("samplecnn-mtt").spec.kind == "waveform"

@@ -1,0 +1,125 @@
+"""Distillation machinery on tiny synthetic data: split, targets, epoch plans, metrics, reproducible and
+resumable training, baseline, report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
+from catalogue_tagger.training.corpus import CorpusTrack, split_by_track
+from catalogue_tagger.training.data import TrackSet, eval_starts, make_batch, plan_epoch
+from catalogue_tagger.training.evaluate import roc_auc, tag_metrics, top_k_labels
+from catalogue_tagger.training.report import write_report
+from catalogue_tagger.training.targets import TrackTargets
+from catalogue_tagger.training.train import WINDOW, TrainConfig, train
+
+PATCH_HOP, PATCH_PAD = 47872, 256
+
+
+def synthetic_set(n_tracks: int, seed: int, split: str = "train") -> TrackSet:
+    """Tracks of 1-2 windows of noise whose teacher taggrams differ per track."""
+    rng = np.random.default_rng(seed)
+    tracks, waves, targets = [], [], []
+    for i in range(n_tracks):
+        samples = int(WINDOW * rng.uniform(1.0, 2.2))
+        tracks.append(CorpusTrack(f"pkg/{split}-{i}.ogg", "pkg", samples, split))
+        waves.append((0.2 * rng.standard_normal(samples)).astype(np.float16))
+        n_patches = (samples + 2 * PATCH_PAD - 48128) // PATCH_HOP + 1
+        targets.append(TrackTargets(rng.uniform(0, 1, (n_patches, 50)).astype(np.float32), PATCH_HOP, PATCH_PAD))
+    return TrackSet(tuple(tracks), tuple(waves), tuple(targets))
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[TrackSet, TrackSet]:
+    return synthetic_set(2, seed=0), synthetic_set(2, seed=1, split="validation")
+
+
+CONFIG = TrainConfig(epochs=1, batch_size=2, crops_per_track=2, val_windows_per_track=1)
+
+
+def test_split_is_by_track_stratified_and_seeded() -> None:
+    pairs = [(f"{p}/{i}.ogg", p) for p, n in (("a", 10), ("b", 3), ("c", 1)) for i in range(n)]
+    split = split_by_track(pairs, 0.2, seed=0)
+    assert split == split_by_track(reversed(pairs), 0.2, seed=0) and set(split) == {t for t, _ in pairs}
+    val = {p: sum(1 for t, q in pairs if q == p and split[t] == "validation") for p in "abc"}
+    assert val == {"a": 2, "b": 1, "c": 0}
+    assert split != split_by_track(pairs, 0.2, seed=1)
+
+
+def test_window_target_is_the_mean_of_overlapping_patches() -> None:
+    taggram = np.arange(5 * 50, dtype=np.float32).reshape(5, 50)
+    targets = TrackTargets(taggram, PATCH_HOP, PATCH_PAD)
+    assert targets.patch_range(0, WINDOW) == (0, 2)  # patch 1 starts at 47616 < 59049
+    assert targets.patch_range(PATCH_HOP, WINDOW) == (1, 3)
+    assert targets.patch_range(PATCH_HOP - 300, 10) == (0, 1)  # ends before patch 1 (starts 256 before its hop)
+    assert targets.patch_range(PATCH_HOP - 300, 100) == (0, 2)
+    assert targets.patch_range(10**7, WINDOW) == (4, 5)  # beyond the last patch: the last one
+    np.testing.assert_allclose(targets.window(PATCH_HOP, WINDOW), taggram[1:3].mean(axis=0))
+    np.testing.assert_allclose(targets.track_mean, taggram.mean(axis=0))
+
+
+def test_epoch_plan_is_seeded_per_epoch_and_crops_stay_inside(data: tuple[TrackSet, TrackSet]) -> None:
+    train_set = data[0]
+    a, b = plan_epoch(train_set, WINDOW, 0, 3), plan_epoch(train_set, WINDOW, 0, 3)
+    assert all(np.array_equal(getattr(a, f), getattr(b, f)) for f in ("track", "start", "gain", "sign"))
+    assert not np.array_equal(a.start, plan_epoch(train_set, WINDOW, 0, 4).start)
+    lengths = np.array([len(w) for w in train_set.waves])[a.track]
+    assert (a.start >= 0).all() and (a.start + WINDOW <= lengths).all()
+    assert set(np.unique(a.sign)) <= {-1.0, 1.0} and (a.gain > 0.49).all() and (a.gain < 2.0).all()
+    x, y = make_batch(train_set, a, slice(0, 2), WINDOW)
+    assert x.shape == (2, WINDOW) and x.dtype == np.float32 and y.shape == (2, 50)
+    assert len(plan_epoch(train_set, WINDOW, 0, 0, crops_per_track=1)) == 2
+
+
+def test_eval_starts_follow_the_segmenter() -> None:
+    assert list(eval_starts(3 * WINDOW + 5, WINDOW)) == [0, WINDOW, 2 * WINDOW]
+    assert list(eval_starts(100, WINDOW)) == [0]
+    assert list(eval_starts(10 * WINDOW, WINDOW, max_windows=3)) == [0, 4 * WINDOW, 9 * WINDOW]  # 4.5 rounds to even
+
+
+def test_metrics() -> None:
+    scores = np.array([0.1, 0.4, 0.35, 0.8])
+    positive = np.array([False, False, True, True])
+    assert roc_auc(scores, positive) == pytest.approx(0.75)  # 3 of the 4 (pos, neg) pairs ranked right
+    teacher = np.random.default_rng(0).uniform(size=(6, 50)).astype(np.float32)
+    assert top_k_labels(teacher).sum(axis=1).tolist() == [3] * 6
+    assert tag_metrics(teacher, teacher)["median_spearman"] == pytest.approx(1.0)
+    assert tag_metrics(top_k_labels(teacher).astype(np.float32), teacher)["macro_roc_auc"] == 1.0
+    assert tag_metrics(-teacher, teacher)["median_spearman"] == pytest.approx(-1.0)
+
+
+def test_same_seed_same_data_same_first_epoch_loss(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
+    first = train(*data, tmp_path / "a", CONFIG)
+    second = train(*data, tmp_path / "b", CONFIG)
+    assert abs(first[0].train_loss - second[0].train_loss) <= 1e-5
+    assert first[0].val["loss"] == pytest.approx(second[0].val["loss"], abs=1e-5)
+    assert (tmp_path / "a" / "samplecnn-mtt.safetensors").exists() and (tmp_path / "a" / "best.json").exists()
+
+
+def test_resume_continues_identically(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
+    straight = train(*data, tmp_path / "straight", TrainConfig(**{**CONFIG.__dict__, "epochs": 2}))
+    train(*data, tmp_path / "resumed", CONFIG)
+    torch.manual_seed(123)  # the checkpoint's RNG state, not the caller's, drives the resumed epoch
+    resumed = train(*data, tmp_path / "resumed", TrainConfig(**{**CONFIG.__dict__, "epochs": 2}), resume=True)
+    assert [r.epoch for r in resumed] == [1, 2]
+    assert resumed[1].train_loss == pytest.approx(straight[1].train_loss, abs=1e-6)
+    a = torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for key in a:
+        torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_baseline_and_report(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
+    config = BaselineConfig(windows_per_track=1, calibration_windows=2, steps=20, batch_size=2, val_windows_per_track=1)
+    baseline = random_weights_baseline(*data, config)
+    assert {"loss", "macro_roc_auc", "median_spearman", "train_windows"} <= set(baseline)
+    history = train(*data, tmp_path, CONFIG)
+    report = write_report(tmp_path, history, corpus={"hours": 0.01}, config={}, baseline=baseline)
+    assert json.loads((tmp_path / "report.json").read_text())["best_epoch"]["epoch"] == 1
+    assert report["baseline_random_weights"] == baseline and not report["accepted"]
+    assert (tmp_path / "report.png").stat().st_size > 1000
