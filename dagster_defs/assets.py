@@ -13,6 +13,8 @@ from dagster_defs.resources import PostgresResource, SourceResource, TaggerResou
 GROUP = "catalogue"
 DISCOVERED_TRACKS = dg.AssetKey("discovered_tracks")
 TRACK_TAGS = dg.AssetKey("track_tags")
+#: Run tag that makes ``track_tags`` re-tag tracks already tagged (a backfill after a model upgrade).
+FORCE_TAG = "catalogue-tagger/force"
 
 
 def gpu_op_tags(gpus: int) -> dict[str, Any]:
@@ -80,8 +82,9 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
         context: dg.AssetExecutionContext, source: SourceResource, db: PostgresResource, tagger: TaggerResource
     ) -> dg.MaterializeResult:
         day, shard = scheme.split(context.partition_key)
+        options = tagger.options(source.s3_endpoint_url, force=context.run.tags.get(FORCE_TAG) == "true")
         with source.open(shard) as objects, db.store() as store:
-            report = tag(objects, store, tagger.options(source.s3_endpoint_url), partition_key=day)
+            report = tag(objects, store, options, partition_key=day)
         return dg.MaterializeResult(metadata=report_metadata(report))
 
     return [discovered_tracks, track_tags]

@@ -22,7 +22,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 
-from dagster_defs.assets import DISCOVERED_TRACKS, TRACK_TAGS
+from dagster_defs.assets import DISCOVERED_TRACKS, FORCE_TAG, TRACK_TAGS
 from dagster_defs.definitions import TAG_PARTITION_JOB
 from dagster_defs.partitions import PartitionScheme
 
@@ -75,14 +75,25 @@ def partition_keys(first: date, last: date, scheme: PartitionScheme) -> list[str
     return [key for day in days_between(first, last) for key in scheme.keys(day)]
 
 
+def _tags(force: bool) -> dict[str, str]:
+    return {FORCE_TAG: "true"} if force else {}
+
+
 def launch_graphql(
-    url: str, keys: Sequence[str], *, wait: bool, poll_s: float = 5.0, timeout_s: float = 86400.0
+    url: str,
+    keys: Sequence[str],
+    *,
+    force: bool = False,
+    wait: bool,
+    poll_s: float = 5.0,
+    timeout_s: float = 86400.0,
 ) -> BackfillResult:
     """An asset backfill through the webserver at ``url`` (``http://host:port/graphql``)."""
     params = {
         "partitionNames": list(keys),
         "assetSelection": [{"path": key.path} for key in (DISCOVERED_TRACKS, TRACK_TAGS)],
         "fromFailure": False,
+        "tags": [{"key": key, "value": value} for key, value in _tags(force).items()],
     }
     answer = _post(url, _LAUNCH, {"params": params})["launchPartitionBackfill"]
     if answer["__typename"] != "LaunchBackfillSuccess":
@@ -105,6 +116,7 @@ def launch_job_backfill(
     keys: Sequence[str],
     *,
     target: Sequence[str] = ("-m", "dagster_defs"),
+    force: bool = False,
     wait: bool,
     poll_s: float = 5.0,
     timeout_s: float = 86400.0,
@@ -113,6 +125,8 @@ def launch_job_backfill(
     """``dagster job backfill`` of the tag job over ``keys``, on the instance in ``$DAGSTER_HOME``."""
     command = [sys.executable, "-m", "dagster", "job", "backfill", *target, "-j", TAG_PARTITION_JOB,
                "--partitions", ",".join(keys), "--noprompt"]  # fmt: skip
+    if force:
+        command += ["--tags", json.dumps(_tags(force))]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     match = _LAUNCHED.search(done.stdout)
     if done.returncode != 0 or match is None:

@@ -60,15 +60,16 @@ class TaggerResource(dg.ConfigurableResource):  # type: ignore[misc]
     force: bool = False
     keep_segments: bool = False
 
-    def options(self, s3_endpoint_url: str | None = None) -> TagOptions:
-        """Options of a tagging run (``s3_endpoint_url``: where decode workers fetch S3 objects)."""
+    def options(self, s3_endpoint_url: str | None = None, *, force: bool = False) -> TagOptions:
+        """Options of a tagging run (``s3_endpoint_url``: where decode workers fetch S3 objects; ``force``:
+        re-tag tracks already tagged, on top of the configured ``force``)."""
         return TagOptions(
             models=tuple(self.models),
             batch_size=self.batch_size,
             workers=self.workers,
             device=self.device,
             backend=self.backend,
-            force=self.force,
+            force=self.force or force,
             max_duration_s=self.max_duration_s,
             keep_segments=self.keep_segments,
             s3_endpoint_url=s3_endpoint_url,

@@ -20,15 +20,22 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
 )
 @click.option("-m", "--module", "module", default="dagster_defs", show_default=True, help="Code location module.")
 @click.option("-w", "--workspace", type=click.Path(exists=True, dir_okay=False), help="A workspace.yaml instead.")
+@click.option("--force", is_flag=True, help="Re-tag tracks already tagged (e.g. after a model upgrade).")
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until the backfill finishes.")
 def backfill(
-    first: datetime, last: datetime, graphql_url: str | None, module: str, workspace: str | None, wait: bool
+    first: datetime,
+    last: datetime,
+    graphql_url: str | None,
+    module: str,
+    workspace: str | None,
+    force: bool,
+    wait: bool,
 ) -> None:
-    """Re-tag every partition from --from to --to (e.g. after a model upgrade).
+    """Tag every partition from --from to --to as one Dagster backfill (--force re-tags tagged tracks).
 
     \b
     Example:
-      catalogue-tagger backfill --from 2024-05-01 --to 2024-05-07
+      catalogue-tagger backfill --from 2024-05-01 --to 2024-05-07 --force
       catalogue-tagger backfill --from 2024-05-01 --to 2024-05-07 --graphql-url http://dagster:80/graphql
     """
     try:
@@ -40,10 +47,10 @@ def backfill(
     try:
         keys = partition_keys(first.date(), last.date(), PartitionScheme.from_env())
         if graphql_url:
-            result = launch_graphql(graphql_url, keys, wait=wait)
+            result = launch_graphql(graphql_url, keys, force=force, wait=wait)
         else:
             target = ("-w", workspace) if workspace else ("-m", module)
-            result = launch_job_backfill(keys, target=target, wait=wait, echo=click.echo)
+            result = launch_job_backfill(keys, target=target, force=force, wait=wait, echo=click.echo)
     except BackfillError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backfill {result.backfill_id}: {len(result.partition_keys)} partitions, {result.status}")
