@@ -1,6 +1,5 @@
 """The two assets of a partition: ``discovered_tracks`` → ``track_tags``. Each body is one library call."""
 
-
 from collections.abc import Mapping
 from typing import Any
 
@@ -61,7 +60,7 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
     )
     def discovered_tracks(
         context: dg.AssetExecutionContext, source: SourceResource, db: PostgresResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         day, shard = scheme.split(context.partition_key)
         with source.open(shard) as objects, db.store() as store:
             counts = discover(objects, store, partition_key=day)
@@ -80,7 +79,7 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
     )
     def track_tags(
         context: dg.AssetExecutionContext, source: SourceResource, db: PostgresResource, tagger: TaggerResource
-    ) -> dg.MaterializeResult:
+    ) -> dg.MaterializeResult[None]:
         day, shard = scheme.split(context.partition_key)
         options = tagger.options(source.s3_endpoint_url, force=context.run.tags.get(FORCE_TAG) == "true")
         with source.open(shard) as objects, db.store() as store:

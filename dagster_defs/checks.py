@@ -1,5 +1,6 @@
 """Asset checks on ``track_tags``: each runs one store query for the partition's day."""
 
+import warnings
 
 import dagster as dg
 
@@ -13,9 +14,15 @@ DEFAULT_MAX_FAILURE_RATE = 0.05
 def build_checks(
     scheme: PartitionScheme, *, max_failure_rate: float = DEFAULT_MAX_FAILURE_RATE
 ) -> list[dg.AssetChecksDefinition]:
-    """The checks, partitioned like the assets. With shards, each check looks at the whole day."""
-    partitions_def = scheme.definition()
+    """The checks, partitioned like the assets (one result per partition). With shards, each looks at the whole day."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", dg.PreviewWarning)  # partitioned asset checks are a preview API of Dagster
+        return _build_checks(scheme.definition(), scheme, max_failure_rate)
 
+
+def _build_checks(
+    partitions_def: dg.PartitionsDefinition, scheme: PartitionScheme, max_failure_rate: float
+) -> list[dg.AssetChecksDefinition]:
     @dg.asset_check(
         asset=TRACK_TAGS,
         partitions_def=partitions_def,

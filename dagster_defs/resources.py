@@ -25,7 +25,7 @@ ENV_BATCH_SIZE = "CATALOGUE_TAGGER_BATCH_SIZE"
 ENV_WORKERS = "CATALOGUE_TAGGER_WORKERS"
 
 
-class SourceResource(dg.ConfigurableResource):  # type: ignore[misc]
+class SourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Where the catalogue's audio lives: a folder, ``file://…`` or ``s3://bucket/prefix``."""
 
     url: str
@@ -37,7 +37,7 @@ class SourceResource(dg.ConfigurableResource):  # type: ignore[misc]
         return store if shard is None else ShardedSource(store, shard)
 
 
-class PostgresResource(dg.ConfigurableResource):  # type: ignore[misc]
+class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The tags database; no URL means the embedded Postgres."""
 
     database_url: str | None = None
@@ -48,7 +48,7 @@ class PostgresResource(dg.ConfigurableResource):  # type: ignore[misc]
             yield store
 
 
-class TaggerResource(dg.ConfigurableResource):  # type: ignore[misc]
+class TaggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """Which models run, where, and how: the :class:`TagOptions` of a run."""
 
     models: list[str]
@@ -76,12 +76,16 @@ class TaggerResource(dg.ConfigurableResource):  # type: ignore[misc]
         )
 
 
-def _from_env(name: str, environ: Mapping[str, str], default: object) -> object:
-    """``dg.EnvVar(name)`` when the variable is set (resolved at launch), else the default."""
+def _str_from_env(name: str, environ: Mapping[str, str], default: str) -> str:
+    """``dg.EnvVar(name)`` (a ``str`` resolved at launch) when the variable is set, else the default."""
     return dg.EnvVar(name) if environ.get(name) else default
 
 
-def _int_from_env(name: str, environ: Mapping[str, str], default: int) -> object:
+def _optional_from_env(name: str, environ: Mapping[str, str], default: str | None) -> str | None:
+    return dg.EnvVar(name) if environ.get(name) else default
+
+
+def _int_from_env(name: str, environ: Mapping[str, str], default: int) -> int:
     return dg.EnvVar.int(name) if environ.get(name) else default
 
 
@@ -93,14 +97,14 @@ def build_resources(settings: Settings, environ: Mapping[str, str] | None = None
     env = os.environ if environ is None else environ
     return {
         "source": SourceResource(
-            url=_from_env(ENV_SOURCE, env, settings.source or str(settings.home / "catalogue")),
-            s3_endpoint_url=_from_env(ENV_S3_ENDPOINT_URL, env, None),
+            url=_str_from_env(ENV_SOURCE, env, settings.source or str(settings.home / "catalogue")),
+            s3_endpoint_url=_optional_from_env(ENV_S3_ENDPOINT_URL, env, None),
         ),
-        "db": PostgresResource(database_url=_from_env(ENV_DATABASE_URL, env, settings.database_url)),
+        "db": PostgresResource(database_url=_optional_from_env(ENV_DATABASE_URL, env, settings.database_url)),
         "tagger": TaggerResource(
             models=list(settings.models),
-            backend=_from_env(ENV_BACKEND, env, "torch"),
-            device=_from_env(ENV_DEVICE, env, "cpu"),
+            backend=_str_from_env(ENV_BACKEND, env, "torch"),
+            device=_str_from_env(ENV_DEVICE, env, "cpu"),
             batch_size=_int_from_env(ENV_BATCH_SIZE, env, 64),
             workers=_int_from_env(ENV_WORKERS, env, 1),
         ),

@@ -1,6 +1,5 @@
 """The nightly schedule: yesterday's partition (every shard of it), shortly after the day closes in UTC."""
 
-
 from datetime import timedelta, timezone
 
 import dagster as dg

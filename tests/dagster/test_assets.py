@@ -10,7 +10,7 @@ import dagster as dg
 from catalogue_tagger.records import ObjectInfo
 from catalogue_tagger.store.store import Store
 from dagster_defs.definitions import TAG_PARTITION_JOB
-from tests.dagster.conftest import DAY_1, DAY_2, DefsFactory
+from dagster_catalogue import DAY_1, DAY_2, DefsFactory
 
 
 def _run(defs: dg.Definitions, partition_key: str) -> dg.ExecuteInProcessResult:

@@ -13,11 +13,12 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from catalogue_tagger.store.store import Store
-from tests.dagster.conftest import DAY_1, DAY_2, START
+from dagster_catalogue import DAY_1, DAY_2, START
 
 BIN = Path(sys.executable).parent
 
@@ -92,12 +93,12 @@ def _free_port() -> int:
         return port
 
 
-def _graphql(url: str, query: str) -> dict[str, object]:
+def _graphql(url: str, query: str) -> dict[str, Any]:
     request = urllib.request.Request(
         url, data=json.dumps({"query": query}).encode(), headers={"Content-Type": "application/json"}
     )
     with urllib.request.urlopen(request, timeout=30) as response:
-        payload: dict[str, object] = json.load(response)
+        payload: dict[str, Any] = json.load(response)
     return payload
 
 
@@ -141,11 +142,11 @@ ASSETS_QUERY = """
 def test_dagster_dev_shows_the_assets(dagster_dev: str) -> None:
     deadline = time.monotonic() + 120
     while True:  # the code location loads after the webserver answers
-        nodes = _graphql(dagster_dev, ASSETS_QUERY).get("data", {}).get("assetNodes")  # type: ignore[union-attr]
+        nodes = _graphql(dagster_dev, ASSETS_QUERY).get("data", {}).get("assetNodes")
         if nodes or time.monotonic() > deadline:
             break
         time.sleep(2)
-    by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}  # type: ignore[union-attr]
+    by_key = {"/".join(node["assetKey"]["path"]): node for node in nodes}
     assert set(by_key) == {"discovered_tracks", "track_tags"}
     assert all(node["isPartitioned"] for node in by_key.values())
     checks = {check["name"] for check in by_key["track_tags"]["assetChecksOrError"]["checks"]}
