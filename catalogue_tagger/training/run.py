@@ -20,9 +20,10 @@ import torch
 from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
 from catalogue_tagger.training.corpus import Corpus, prepare
 from catalogue_tagger.training.data import TrackSet
+from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TEACHERS, compute_targets
-from catalogue_tagger.training.train import EpochRecord, TrainConfig, TrainingHooks, train
+from catalogue_tagger.training.train import WINDOW, EpochRecord, TrainConfig, TrainingHooks, train
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,10 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
         record = {**metrics, "device": device_description(config.device), "seconds": time.perf_counter() - started}
         (out_dir / "baseline.json").write_text(json.dumps(record, indent=1))
         logger.info("random-weights baseline: %s", json.dumps(record))
+    prior = evaluate_scorer(prior_scorer(train_data), val_data, WINDOW, max_windows=config.val_windows_per_track)
+    logger.info("tag-prior reference (no audio): %s", json.dumps(prior))
     meta: dict[str, Any] = {"model": "samplecnn-mtt", "teachers": list(TEACHERS), "device": device_description(config.device),
-            "torch": torch.__version__}
+            "torch": torch.__version__, "prior_reference": prior}
 
     def report(history: list[EpochRecord]) -> dict[str, Any]:
         meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -13,7 +13,7 @@ import torch
 from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
 from catalogue_tagger.training.corpus import CorpusTrack, split_by_track
 from catalogue_tagger.training.data import TrackSet, eval_starts, make_batch, plan_epoch
-from catalogue_tagger.training.evaluate import roc_auc, tag_metrics, top_k_labels
+from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer, roc_auc, tag_metrics, top_k_labels
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TrackTargets
 from catalogue_tagger.training.train import WINDOW, TrainConfig, train
@@ -91,6 +91,11 @@ def test_metrics() -> None:
     assert tag_metrics(teacher, teacher)["median_spearman"] == pytest.approx(1.0)
     assert tag_metrics(top_k_labels(teacher).astype(np.float32), teacher)["macro_roc_auc"] == 1.0
     assert tag_metrics(-teacher, teacher)["median_spearman"] == pytest.approx(-1.0)
+
+
+def test_prior_reference_ranks_no_track(data: tuple[TrackSet, TrackSet]) -> None:
+    metrics = evaluate_scorer(prior_scorer(data[0]), data[1], WINDOW)
+    assert metrics["macro_roc_auc"] == 0.5 and metrics["n_windows"] == sum(len(w) // WINDOW for w in data[1].waves)
 
 
 def test_same_seed_same_data_same_first_epoch_loss(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
