@@ -4,13 +4,14 @@ Two ways in, both Dagster's own:
 
 * ``graphql_url`` given: an asset backfill of ``discovered_tracks`` and ``track_tags`` through the webserver's
   ``launchPartitionBackfill`` mutation. The daemon runs it; it shows in the UI like one launched there.
-* otherwise: ``dagster job backfill`` of the ``tag_partition`` job against the instance in ``$DAGSTER_HOME``
-  (runs are submitted to that instance's run coordinator and launcher).
+* otherwise: ``dagster job backfill`` of the ``tag_partition`` job against the instance in ``dagster_home``
+  (runs go to that instance's run coordinator: with a queued coordinator the daemon launches them).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -115,6 +116,7 @@ def launch_graphql(
 def launch_job_backfill(
     keys: Sequence[str],
     *,
+    dagster_home: str,
     target: Sequence[str] = ("-m", "dagster_defs"),
     force: bool = False,
     wait: bool,
@@ -122,12 +124,13 @@ def launch_job_backfill(
     timeout_s: float = 86400.0,
     echo: Callable[[str], None] = print,
 ) -> BackfillResult:
-    """``dagster job backfill`` of the tag job over ``keys``, on the instance in ``$DAGSTER_HOME``."""
+    """``dagster job backfill`` of the tag job over ``keys``, on the instance configured in ``dagster_home``."""
     command = [sys.executable, "-m", "dagster", "job", "backfill", *target, "-j", TAG_PARTITION_JOB,
                "--partitions", ",".join(keys), "--noprompt"]  # fmt: skip
     if force:
         command += ["--tags", json.dumps(_tags(force))]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    environment = {**os.environ, "DAGSTER_HOME": dagster_home}
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     match = _LAUNCHED.search(done.stdout)
     if done.returncode != 0 or match is None:
         raise BackfillError(f"dagster job backfill failed ({done.returncode}): {done.stderr.strip() or done.stdout}")
@@ -135,13 +138,13 @@ def launch_job_backfill(
     echo(f"backfill {backfill_id}: {len(keys)} partitions submitted")
     status = "LAUNCHED"
     if wait:
-        status = _wait_for_runs(backfill_id, len(keys), poll_s=poll_s, timeout_s=timeout_s)
+        status = _wait_for_runs(dagster_home, backfill_id, len(keys), poll_s=poll_s, timeout_s=timeout_s)
     return BackfillResult(backfill_id, list(keys), status)
 
 
-def _wait_for_runs(backfill_id: str, expected: int, *, poll_s: float, timeout_s: float) -> str:
+def _wait_for_runs(dagster_home: str, backfill_id: str, expected: int, *, poll_s: float, timeout_s: float) -> str:
     deadline = time.monotonic() + timeout_s
-    with dg.DagsterInstance.get() as instance:
+    with dg.DagsterInstance.from_config(dagster_home) as instance:
         while True:
             runs = instance.get_runs(filters=dg.RunsFilter(tags={BACKFILL_TAG: backfill_id}))
             statuses = [run.status for run in runs]

@@ -16,7 +16,13 @@ DAY = click.DateTime(formats=["%Y-%m-%d"])
     "--graphql-url",
     envvar="DAGSTER_GRAPHQL_URL",
     help="Launch an asset backfill through this Dagster webserver (http://host:port/graphql); the daemon runs it. "
-    "Without it, `dagster job backfill` submits the runs to the instance in $DAGSTER_HOME.",
+    "Without it, `dagster job backfill` submits the runs to the instance in --dagster-home.",
+)
+@click.option(
+    "--dagster-home",
+    envvar="DAGSTER_HOME",
+    type=click.Path(exists=True, file_okay=False),
+    help="The Dagster instance (folder of dagster.yaml) to submit runs to, without --graphql-url.",
 )
 @click.option("-m", "--module", "module", default="dagster_defs", show_default=True, help="Code location module.")
 @click.option("-w", "--workspace", type=click.Path(exists=True, dir_okay=False), help="A workspace.yaml instead.")
@@ -26,6 +32,7 @@ def backfill(
     first: datetime,
     last: datetime,
     graphql_url: str | None,
+    dagster_home: str | None,
     module: str,
     workspace: str | None,
     force: bool,
@@ -48,9 +55,13 @@ def backfill(
         keys = partition_keys(first.date(), last.date(), PartitionScheme.from_env())
         if graphql_url:
             result = launch_graphql(graphql_url, keys, force=force, wait=wait)
-        else:
+        elif dagster_home:
             target = ("-w", workspace) if workspace else ("-m", module)
-            result = launch_job_backfill(keys, target=target, force=force, wait=wait, echo=click.echo)
+            result = launch_job_backfill(
+                keys, dagster_home=dagster_home, target=target, force=force, wait=wait, echo=click.echo
+            )
+        else:
+            raise click.UsageError("give --graphql-url (a Dagster webserver) or --dagster-home / DAGSTER_HOME")
     except BackfillError as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"backfill {result.backfill_id}: {len(result.partition_keys)} partitions, {result.status}")

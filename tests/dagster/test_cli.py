@@ -164,3 +164,25 @@ def test_backfill_through_the_webserver_tags_both_partitions(
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
     day_1, day_2 = _status(fresh_database_url, DAY_1, DAY_2)
     assert (day_1["tagged"], day_2["tagged"]) == (2, 1)
+
+
+def test_backfill_command_checks_its_arguments(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from catalogue_tagger.cli import main
+
+    runner = CliRunner()
+    backwards = runner.invoke(main, ["backfill", "--from", DAY_2, "--to", DAY_1, "--dagster-home", str(tmp_path)])
+    assert backwards.exit_code != 0 and "before --from" in backwards.output
+    nowhere = runner.invoke(main, ["backfill", "--from", DAY_1, "--to", DAY_2], env={"DAGSTER_HOME": ""})
+    assert nowhere.exit_code == 2 and "--graphql-url" in nowhere.output
+
+
+def test_backfill_partition_keys_cover_every_shard_of_every_day() -> None:
+    from datetime import date
+
+    from dagster_defs.backfill import partition_keys
+    from dagster_defs.partitions import PartitionScheme
+
+    assert partition_keys(date(2024, 5, 1), date(2024, 5, 2), PartitionScheme()) == [DAY_1, DAY_2]
+    assert partition_keys(date(2024, 5, 1), date(2024, 5, 1), PartitionScheme(shards=2)) == [f"{DAY_1}|0", f"{DAY_1}|1"]
