@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,6 +37,13 @@ def test_sensor_requests_only_partitions_with_new_objects(make_defs: DefsFactory
         assert [r.partition_key for r in grown.run_requests or []] == [DAY_3]
         assert grown.cursor == f"{DAY_3}T18:00:00+00:00"
         assert len({r.run_key for r in [*(first.run_requests or []), *(grown.run_requests or [])]}) == 3
+
+        rewritten = next(catalogue.glob("a.*"))  # a changed object is modified again, on its new upload day
+        stamp = datetime.fromisoformat(DAY_3).replace(hour=20, tzinfo=timezone.utc).timestamp()
+        os.utime(rewritten, (stamp, stamp))
+        changed = _tick(defs, instance, grown.cursor)
+        assert [r.partition_key for r in changed.run_requests or []] == [DAY_3]
+        assert changed.cursor == f"{DAY_3}T20:00:00+00:00"
 
 
 def test_sensor_with_shards_requests_the_shards_that_changed(make_defs: DefsFactory, catalogue: Path) -> None:
