@@ -41,6 +41,7 @@ class TagOptions:
     max_duration_s: float | None = None
     keep_segments: bool = False  # store the per-segment taggram too
     s3_endpoint_url: str | None = None
+    discover: bool = True  # list the source first; False when discovery already ran (e.g. its own Dagster asset)
 
 
 @dataclass(frozen=True)
@@ -97,9 +98,10 @@ def tag(
     partition_key: str | None = None,
     progress: ProgressHook | None = None,
 ) -> RunReport:
-    """Discover, then tag every pending track of the source (of ``partition_key`` when given)."""
+    """Discover (unless ``options.discover`` is off), then tag every pending track of the source (of
+    ``partition_key`` when given)."""
     started = time.perf_counter()
-    counts = discover(source, store, partition_key=partition_key)
+    counts = discover(source, store, partition_key=partition_key) if options.discover else DiscoverCounts()
     if options.force:
         store.mark_pending(partition_key=partition_key)
     before = store.partition_status(partition_key) if partition_key else None

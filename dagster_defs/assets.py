@@ -1,6 +1,7 @@
 """The two assets of a partition: ``discovered_tracks`` → ``track_tags``. Each body is one library call."""
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 import dagster as dg
@@ -82,6 +83,7 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
     ) -> dg.MaterializeResult[None]:
         day, shard = scheme.split(context.partition_key)
         options = tagger.options(source.s3_endpoint_url, force=context.run.tags.get(FORCE_TAG) == "true")
+        options = replace(options, discover=False)  # discovered_tracks listed the source already
         with source.open(shard) as objects, db.store() as store:
             report = tag(objects, store, options, partition_key=day)
         return dg.MaterializeResult(metadata=report_metadata(report))
