@@ -65,3 +65,26 @@ def test_odd_input_gives_finite_flagged_scores_and_errors_are_named(tmp_path: Pa
 def test_table_format(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["predict", str(MUSICNN / "pub_electronic_2.flac"), "--format", "table"])
     assert result.exit_code == 0 and "techno" in result.output
+
+
+def _write_wav(path: Path, samples: np.ndarray, rate: int = 16000) -> Path:
+    import wave
+
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(rate)
+        out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+    return path
+
+
+def test_white_noise_and_a_one_second_clip_give_finite_scores(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    noise = _write_wav(tmp_path / "noise.wav", 0.3 * rng.standard_normal(16000 * 10), rate=16000)
+    one_second = _write_wav(tmp_path / "one-second.wav", 0.2 * np.sin(np.arange(44100) * 0.05), rate=44100)
+    code, records = run_predict(str(noise), str(one_second), "--model", "musicnn-mtt,vgg-mtt")
+    assert code == 0 and len(records) == 4
+    for record in records:
+        assert all(np.isfinite(v) and 0 <= v <= 1 for v in record["tags"].values())
+    assert [r["n_segments"] for r in records] == [3, 3, 1, 1]
+    assert "padded" in records[2]["flags"] and "padded" not in records[0]["flags"]
