@@ -80,7 +80,8 @@ def evaluate_scorer(score: WindowScorer, data: TrackSet, window: int, *, max_win
     ])
     targets = np.stack([data.targets[i].window(s, window) for i, s in rows])
     track_of = np.array([i for i, _ in rows])
-    student = np.stack([probs[track_of == i].mean(axis=0) for i in range(len(data))])
+    # float64: the mean of equal float32 scores is then exactly that score (ties stay ties)
+    student = np.stack([probs[track_of == i].astype(np.float64).mean(axis=0) for i in range(len(data))])
     teacher = np.stack([t.track_mean for t in data.targets])
     return {"loss": bce(probs, targets), "n_windows": len(rows), **tag_metrics(student, teacher)}
 
