@@ -28,11 +28,13 @@ def report_data(history: list[EpochRecord], *, corpus: dict[str, Any], config: d
     }
 
 
-def plot(history: list[EpochRecord], baseline: dict[str, Any] | None, path: Path) -> None:
+def plot(history: list[EpochRecord], baseline: dict[str, Any] | None, path: Path,
+         prior: dict[str, Any] | None = None) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [r.epoch for r in history]
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
@@ -49,6 +51,10 @@ def plot(history: list[EpochRecord], baseline: dict[str, Any] | None, path: Path
     if baseline:
         ax_metric.axhline(baseline["macro_roc_auc"], color="C0", ls=":", label="baseline ROC-AUC")
         ax_metric.axhline(baseline["median_spearman"], color="C1", ls=":", label="baseline Spearman")
+    if prior:
+        ax_metric.axhline(prior["median_spearman"], color="grey", ls="-.", lw=0.8, label="tag prior Spearman (no audio)")
+    for ax in (ax_loss, ax_metric):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax_metric.set(xlabel="epoch", ylabel="validation (tracks never trained on)", title="Agreement with teachers")
     ax_metric.legend(fontsize=7)
     fig.tight_layout()
@@ -66,5 +72,5 @@ def write_report(out_dir: Path, history: list[EpochRecord], *, corpus: dict[str,
     tmp.write_text(json.dumps(data, indent=1))
     tmp.replace(out_dir / "report.json")
     if history:
-        plot(history, baseline, out_dir / "report.png")
+        plot(history, baseline, out_dir / "report.png", prior=data.get("prior_reference"))
     return data
