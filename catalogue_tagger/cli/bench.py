@@ -41,4 +41,4 @@ def bench(source: str, models: str, backend: str, device: str, batch_size: int, 
         click.echo(f"inference     {r['xrealtime']:8.1f}x realtime  {r['segments_per_s']:.1f} segments/s  ({name})")
     e = result["end_to_end"]
     click.echo(f"end to end    {e['xrealtime']:8.1f}x realtime  = {result['end_to_end_vs_decode_ceiling']:.2f} of the decode ceiling")
-    click.echo(f"peak RSS      main {result['peak_rss']['main_mb']:.0f} MB, largest worker {result['peak_rss']['largest_worker_mb']:.0f} MB")
+    click.echo(f"peak RSS      {result['peak_rss_mb']:.0f} MB (inference process)")
