@@ -122,6 +122,7 @@ def tag(
             _run_pooled(source, claims, feed, loop, writer, options, progress)
         else:
             _run_inline(source, claims, feed, loop, writer, progress)
+        writer.close()  # raises if a write failed: then the run is recorded as failed
         status = "completed"
     finally:
         for backend in backends.values():

@@ -57,9 +57,10 @@ class ResultWriter:
         self._queue.put(item)
 
     def close(self) -> None:
-        """Write what is queued, stop the thread, and re-raise a write error if one happened."""
-        self._queue.put(_STOP)
-        self._thread.join()
+        """Write what is queued, stop the thread, and re-raise a write error if one happened. Idempotent."""
+        if self._thread.is_alive():
+            self._queue.put(_STOP)
+            self._thread.join()
         if self.error is not None:
             raise self.error
 
