@@ -10,17 +10,9 @@ from dataclasses import asdict
 import click
 from sqlalchemy.engine import make_url
 
-from catalogue_tagger.config import ENV_DATABASE_URL, Settings
+from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import StoreError
-
-database_url_option = click.option(
-    "--database-url",
-    envvar=ENV_DATABASE_URL,
-    default=None,
-    metavar="URL",
-    help=f"Postgres URL (env {ENV_DATABASE_URL}); unset: the embedded server, started on demand.",
-)
-
 
 @contextmanager
 def store_errors_as_click() -> Iterator[None]:

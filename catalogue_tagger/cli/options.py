@@ -17,7 +17,8 @@ def database_url_option(func: F) -> F:
         "--database-url",
         envvar=ENV_DATABASE_URL,
         default=None,
-        help=f"Postgres URL (or ${ENV_DATABASE_URL}); unset: the embedded server.",
+        metavar="URL",
+        help=f"Postgres URL (env {ENV_DATABASE_URL}); unset: the embedded server, started on demand.",
     )(func)
 
 

@@ -7,7 +7,8 @@ from typing import Any
 
 import click
 
-from catalogue_tagger.cli.db import database_url_option, store_errors_as_click
+from catalogue_tagger.cli.db import store_errors_as_click
+from catalogue_tagger.cli.options import database_url_option
 
 
 @click.command()
