@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,8 @@ from catalogue_tagger.models.convert import (
     WEIGHTS_DIR,
     WHEEL_FILE,
     convert,
-    download_wheel,
     published_aucs,
-    verify_wheel,
 )
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The musicnn wheel: ``$MUSICNN_WHEEL``, /tmp/wheel, or downloaded; the test skips when none is reachable."""
-    for candidate in (os.environ.get("MUSICNN_WHEEL"), f"/tmp/wheel/{WHEEL_FILE}"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    try:
-        return download_wheel(tmp_path_factory.mktemp("wheel"))
-    except Exception as exc:  # no index reachable: nothing to test against
-        pytest.skip(f"musicnn wheel unavailable: {exc}")
 
 
 def test_reconversion_reproduces_shipped_weights(wheel: Path, tmp_path: Path) -> None:

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import zipfile
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from catalogue_tagger.models.convert import WHEEL_FILE, download_wheel, read_checkpoint_from_wheel, verify_wheel
+from catalogue_tagger.models.convert import read_checkpoint_from_wheel
 from catalogue_tagger.models.tfbundle import (
     CheckpointFormatError,
     is_optimizer_slot,
@@ -25,20 +24,6 @@ REFERENCE_VARIABLES = {  # a few (name, shape) pairs from musicnn's MTT_musicnn 
     "dense/kernel": (1506, 200),
     "dense_1/bias": (50,),
 }
-
-
-@pytest.fixture(scope="module")
-def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The musicnn wheel: ``$MUSICNN_WHEEL``, /tmp/wheel, or downloaded; the test skips when none is reachable."""
-    for candidate in (os.environ.get("MUSICNN_WHEEL"), f"/tmp/wheel/{WHEEL_FILE}"):
-        if candidate and Path(candidate).is_file():
-            return Path(candidate)
-    try:
-        path = download_wheel(tmp_path_factory.mktemp("wheel"))
-    except Exception as exc:  # no index reachable: nothing to test against
-        pytest.skip(f"musicnn wheel unavailable: {exc}")
-    verify_wheel(path)
-    return path
 
 
 def test_snappy_literal_and_overlapping_copy() -> None:
