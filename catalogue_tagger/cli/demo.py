@@ -10,13 +10,7 @@ import click
 
 from catalogue_tagger.cli.options import database_url_option
 
-EXAMPLE_SQL = """\
--- the tags of every demo track, best first
-SELECT uri, tag, round(score::numeric, 3) AS score
-FROM tag_scores WHERE model = 'musicnn-mtt' ORDER BY uri, score DESC;
-
--- the top tracks for a tag
-SELECT uri, score FROM tag_scores WHERE model = 'musicnn-mtt' AND tag = 'techno' ORDER BY score DESC LIMIT 10;"""
+SHOWN_EXAMPLES = ("tags_of_every_track", "top_tracks_for_a_tag")
 
 
 def demo_catalogue(home: Path) -> Path:
@@ -44,6 +38,7 @@ def demo(database_url: str | None, top: int) -> None:
     from catalogue_tagger.progress import RunProgress
     from catalogue_tagger.sources import FolderStore
     from catalogue_tagger.store.engine import resolve_database_url
+    from catalogue_tagger.store.queries import example_queries
     from catalogue_tagger.store.store import Store
 
     settings = Settings.from_env()
@@ -65,5 +60,6 @@ def demo(database_url: str | None, top: int) -> None:
             console.print(table)
     shown = make_url(url).set(drivername="postgresql").render_as_string(hide_password=True)
     console.print(f"\nQuery them with SQL (psql {shown}):\n", markup=False, highlight=False)
-    console.print(EXAMPLE_SQL, markup=False, highlight=False)
+    examples = example_queries()
+    console.print("\n\n".join(examples[name] for name in SHOWN_EXAMPLES), markup=False, highlight=False)
     console.print("\nor: catalogue-tagger query --tag techno   |   catalogue-tagger query --track URI", markup=False)

@@ -45,6 +45,12 @@ def queries() -> dict[str, TextClause]:
     return {name: text(sql) for name, sql in raw_queries().items()}
 
 
+@cache
+def example_queries() -> dict[str, str]:
+    """The example queries of ``examples.sql`` (shown to users; each one runs in the tests)."""
+    return parse_queries((sql_dir() / "examples.sql").read_text(encoding="utf-8"))
+
+
 def schema_sql() -> str:
     return (sql_dir() / "schema.sql").read_text(encoding="utf-8")
 

@@ -10,6 +10,7 @@ import pytest
 from click.testing import CliRunner
 
 from catalogue_tagger.cli import main
+from catalogue_tagger.store.queries import example_queries
 from catalogue_tagger.store.store import Store
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
@@ -50,3 +51,10 @@ def test_demo_tags_the_bundled_catalogue(store: Store, database_url: str, tmp_pa
     assert len(list(folder.glob("*.mp3"))) == 4
     techno = store.top_tracks("techno", model="musicnn-mtt", top=2)
     assert {Path(r["uri"]).name for r in techno} == {"nexuiz-digital-pursuit-excerpt.mp3", "nexuiz-subcities-excerpt.mp3"}
+
+    examples = example_queries()
+    with store.engine.connect() as conn:
+        rows = {name: conn.exec_driver_sql(sql).all() for name, sql in examples.items()}
+    assert len(rows["tags_of_every_track"]) == 4 * 50
+    assert [Path(r[0]).name for r in rows["top_tracks_for_a_tag"][:2]] == [Path(r["uri"]).name for r in techno]
+    assert rows["failures_by_kind"] == [] and [tuple(r[1:]) for r in rows["coverage_per_partition"]] == [(4, 0, 0)]

@@ -1,0 +1,20 @@
+-- Example queries of the tag tables, printed by `catalogue-tagger demo` and run by its test.
+
+-- name: tags_of_every_track --
+-- The tags of every track, best first.
+SELECT uri, tag, round(score::numeric, 3) AS score
+FROM tag_scores WHERE model = 'musicnn-mtt' ORDER BY uri, score DESC;
+
+-- name: top_tracks_for_a_tag --
+-- The top tracks for a tag.
+SELECT uri, score FROM tag_scores WHERE model = 'musicnn-mtt' AND tag = 'techno' ORDER BY score DESC LIMIT 10;
+
+-- name: failures_by_kind --
+-- Failures by kind, with an example.
+SELECT error_kind, count(*), min(uri) AS example FROM tracks WHERE status = 'failed' GROUP BY error_kind ORDER BY 2 DESC;
+
+-- name: coverage_per_partition --
+-- Coverage per upload day.
+SELECT partition_key, count(*) FILTER (WHERE status = 'tagged') AS tagged,
+       count(*) FILTER (WHERE status = 'failed') AS failed, count(*) FILTER (WHERE status = 'pending') AS pending
+FROM tracks GROUP BY partition_key ORDER BY partition_key DESC;
