@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict
+from typing import TYPE_CHECKING
 
 import click
 from sqlalchemy.engine import make_url
@@ -13,6 +14,11 @@ from sqlalchemy.engine import make_url
 from catalogue_tagger.cli.options import database_url_option
 from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import StoreError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from catalogue_tagger.store.queries import Migration
 
 @contextmanager
 def store_errors_as_click() -> Iterator[None]:
@@ -32,20 +38,26 @@ def db() -> None:
     """Create, migrate and inspect the database; start/stop the embedded Postgres."""
 
 
-@db.command()
-@database_url_option
-def init(database_url: str | None) -> None:
-    """Build the schema (an empty database gets schema.sql in one go; else pending migrations)."""
-    from catalogue_tagger.store import migrate
+def _apply(database_url: str | None, step: Callable[[Engine], list[Migration]]) -> tuple[str, list[Migration]]:
+    """Run ``step`` (``migrate.init`` or ``migrate.migrate``) on the resolved database; its URL and what it applied."""
     from catalogue_tagger.store.engine import make_engine, resolve_database_url
 
     with store_errors_as_click():
         url = resolve_database_url(database_url)
         engine = make_engine(url)
         try:
-            applied = migrate.init(engine)
+            return url, step(engine)
         finally:
             engine.dispose()
+
+
+@db.command()
+@database_url_option
+def init(database_url: str | None) -> None:
+    """Build the schema (an empty database gets schema.sql in one go; else pending migrations)."""
+    from catalogue_tagger.store import migrate
+
+    url, applied = _apply(database_url, migrate.init)
     click.echo(f"{_safe(url)}: {len(applied)} migration(s) applied" if applied else f"{_safe(url)}: up to date")
 
 
@@ -54,15 +66,8 @@ def init(database_url: str | None) -> None:
 def migrate_command(database_url: str | None) -> None:
     """Apply pending migrations (safe to run from several processes at once)."""
     from catalogue_tagger.store import migrate
-    from catalogue_tagger.store.engine import make_engine, resolve_database_url
 
-    with store_errors_as_click():
-        url = resolve_database_url(database_url)
-        engine = make_engine(url)
-        try:
-            applied = migrate.migrate(engine)
-        finally:
-            engine.dispose()
+    url, applied = _apply(database_url, migrate.migrate)
     for migration in applied:
         click.echo(f"applied {migration.version:04d}_{migration.name}")
     click.echo(f"{_safe(url)}: up to date")
