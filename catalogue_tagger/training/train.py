@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -39,6 +40,7 @@ class TrainConfig:
     epochs: int = 30
     batch_size: int = 16
     lr: float = 1e-3
+    lr_schedule: str = "cosine"  # "cosine": lr * (1 + cos(pi * epoch / epochs)) / 2 per epoch; "constant"
     weight_decay: float = 1e-5
     seed: int = 0
     crops_per_track: int = 0  # cap on examples per track and epoch (one per window of audio); 0: no cap
@@ -88,6 +90,15 @@ def _save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp.replace(path)
 
 
+def epoch_lr(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of 0-based ``epoch``: a function of the epoch alone, so a resumed run follows the same curve."""
+    if config.lr_schedule == "constant":
+        return config.lr
+    if config.lr_schedule == "cosine":
+        return config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
+    raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; expected 'cosine' or 'constant'")
+
+
 def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet, config: TrainConfig, epoch: int,
                 hooks: TrainingHooks) -> tuple[float, int]:
     """One epoch (0-based ``epoch``, full batches only); returns the mean training loss and the windows seen."""
@@ -96,6 +107,8 @@ def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet,
     n_batches = len(plan) // config.batch_size
     if n_batches == 0:
         raise ValueError(f"{len(plan)} training windows: fewer than one batch of {config.batch_size}")
+    for group in optimizer.param_groups:
+        group["lr"] = epoch_lr(config, epoch)
     hooks.epoch_started(epoch + 1, n_batches)
     model.train()
     total = 0.0

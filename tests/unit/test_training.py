@@ -16,7 +16,7 @@ from catalogue_tagger.training.data import TrackSet, eval_starts, make_batch, pl
 from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer, roc_auc, tag_metrics, top_k_labels
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TrackTargets
-from catalogue_tagger.training.train import WINDOW, TrainConfig, train
+from catalogue_tagger.training.train import WINDOW, TrainConfig, epoch_lr, train
 
 PATCH_HOP, PATCH_PAD = 47872, 256
 
@@ -117,6 +117,14 @@ def test_resume_continues_identically(data: tuple[TrackSet, TrackSet], tmp_path:
     b = torch.load(tmp_path / "resumed" / "checkpoints" / "last.pt", weights_only=False)["model"]
     for key in a:
         torch.testing.assert_close(a[key], b[key], rtol=0, atol=1e-6)
+
+
+def test_cosine_schedule_decays_per_epoch_and_constant_stays() -> None:
+    cosine = TrainConfig(epochs=4, lr=1e-3)
+    assert [epoch_lr(cosine, e) for e in range(4)] == pytest.approx([1e-3, 8.5355e-4, 5e-4, 1.4645e-4], rel=1e-4)
+    assert epoch_lr(TrainConfig(epochs=4, lr=1e-3, lr_schedule="constant"), 3) == 1e-3
+    with pytest.raises(ValueError, match="unknown lr schedule"):
+        epoch_lr(TrainConfig(lr_schedule="step"), 0)
 
 
 def test_baseline_and_report(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
