@@ -87,12 +87,14 @@ def convert(wheel: Path | None, out: Path | None) -> None:
 @click.option("--lr-schedule", type=click.Choice(["cosine", "constant"]), default="cosine", show_default=True,
               help="cosine: decays from --lr to 0 over --epochs, set per epoch.")
 @click.option("--seed", default=0, show_default=True)
+@click.option("--precision", type=click.Choice(["fp32", "bf16"]), default="fp32", show_default=True,
+              help="bf16: forward pass under bfloat16 autocast (about 1.7x faster on CPUs with AVX512-BF16).")
 @click.option("--crops-per-track", default=0, show_default=True,
               help="At most this many random crops per track and epoch (one per 59049 samples of audio; 0: no cap).")
 @click.option("--baseline", is_flag=True, help="Also fit the random-weights baseline once (OUT/baseline.json).")
 def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device: str, resume: bool,
-                           cache_dir: Path | None, batch_size: int, lr: float, lr_schedule: str, seed: int, crops_per_track: int,
-                           baseline: bool) -> None:
+                           cache_dir: Path | None, batch_size: int, lr: float, lr_schedule: str, seed: int,
+                           precision: str, crops_per_track: int, baseline: bool) -> None:
     """Distil musicnn-mtt and vgg-mtt into SampleCNN (samplecnn-mtt) on the training corpus.
 
     Example: catalogue-tagger models train-waveform --corpus corpus/ --out run/ --epochs 30 --resume
@@ -105,7 +107,8 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
     from catalogue_tagger.training.train import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed, crops_per_track=crops_per_track,
+    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
+                         precision=precision, crops_per_track=crops_per_track,
                          device=device)
     try:
         with TrainingProgress() as progress:

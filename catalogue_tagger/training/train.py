@@ -47,6 +47,7 @@ class TrainConfig:
     gain_db: float = 6.0  # random gain in [-gain_db, +gain_db]
     val_windows_per_track: int = 16  # 0: every window
     device: str = "cpu"
+    precision: str = "fp32"  # "bf16": forward pass under bfloat16 autocast (weights, loss, optimizer stay fp32)
 
 
 @dataclass(frozen=True)
@@ -109,13 +110,18 @@ def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet,
         raise ValueError(f"{len(plan)} training windows: fewer than one batch of {config.batch_size}")
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr(config, epoch)
+    if config.precision not in ("fp32", "bf16"):
+        raise ValueError(f"unknown precision {config.precision!r}; expected 'fp32' or 'bf16'")
+    autocast = torch.autocast(torch.device(config.device).type, dtype=torch.bfloat16,
+                              enabled=config.precision == "bf16")
     hooks.epoch_started(epoch + 1, n_batches)
     model.train()
     total = 0.0
     for rows in plan.batches(config.batch_size, drop_last=True):
         x, y = make_batch(data, plan, rows, WINDOW)
-        logits = model(torch.from_numpy(x).to(config.device))[1]
-        loss = F.binary_cross_entropy_with_logits(logits, torch.from_numpy(y).to(config.device))
+        with autocast:
+            logits = model(torch.from_numpy(x).to(config.device))[1]
+        loss = F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(y).to(config.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()

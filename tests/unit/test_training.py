@@ -98,9 +98,12 @@ def test_prior_reference_ranks_no_track(data: tuple[TrackSet, TrackSet]) -> None
     assert metrics["macro_roc_auc"] == 0.5 and metrics["n_windows"] == sum(len(w) // WINDOW for w in data[1].waves)
 
 
-def test_same_seed_same_data_same_first_epoch_loss(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
-    first = train(*data, tmp_path / "a", CONFIG)
-    second = train(*data, tmp_path / "b", CONFIG)
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_same_seed_same_data_same_first_epoch_loss(data: tuple[TrackSet, TrackSet], tmp_path: Path,
+                                                   precision: str) -> None:
+    config = TrainConfig(**{**CONFIG.__dict__, "precision": precision})
+    first = train(*data, tmp_path / "a", config)
+    second = train(*data, tmp_path / "b", config)
     assert abs(first[0].train_loss - second[0].train_loss) <= 1e-5
     assert first[0].val["loss"] == pytest.approx(second[0].val["loss"], abs=1e-5)
     assert (tmp_path / "a" / "samplecnn-mtt.safetensors").exists() and (tmp_path / "a" / "best.json").exists()
