@@ -118,5 +118,9 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
         raise click.ClickException(str(exc)) from exc
     if report and report["best_epoch"]:
         best = report["best_epoch"]
-        click.echo(f"best epoch {best['epoch']}: macro ROC-AUC {best['val']['macro_roc_auc']:.4f}, median Spearman "
-                   f"{best['val']['median_spearman']:.4f}; accepted: {report['accepted']}; report in {out_dir}")
+        final = report["best_epoch_all_windows"]
+        figures = final or best["val"]
+        scope = "every validation window" if final else f"up to {config.val_windows_per_track} windows per track"
+        click.echo(f"selected epoch {best['epoch']} ({scope}): macro ROC-AUC {figures['macro_roc_auc']:.4f}, "
+                   f"median Spearman {figures['median_spearman']:.4f}; accepted: {report['accepted']}; "
+                   f"report in {out_dir}")

@@ -20,10 +20,11 @@ import torch
 from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
 from catalogue_tagger.training.corpus import Corpus, prepare
 from catalogue_tagger.training.data import TrackSet
-from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer
+from catalogue_tagger.training.evaluate import evaluate_model, evaluate_scorer, prior_scorer
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TEACHERS, compute_targets
-from catalogue_tagger.training.train import WINDOW, EpochRecord, TrainConfig, TrainingHooks, train
+from catalogue_tagger.training.train import (MODEL_NAME, WINDOW, EpochRecord, TrainConfig, TrainingHooks,
+                                             new_student, train)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,31 @@ def load_baseline(out_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def evaluate_selected(out_dir: Path, val_data: TrackSet, config: TrainConfig) -> dict[str, Any]:
+    """The selected weights (``OUT/samplecnn-mtt.safetensors``) on every validation window, into ``OUT/final.json``.
+
+    The per-epoch figures use up to ``val_windows_per_track`` windows per track (cheap enough to run every
+    epoch); acceptance is judged on all of them.
+    """
+    from safetensors.torch import load_file
+
+    weights = out_dir / f"{MODEL_NAME}.safetensors"
+    model = new_student(config.seed)
+    model.load_state_dict(load_file(str(weights)), strict=True)
+    best = json.loads((out_dir / "best.json").read_text())
+    metrics = evaluate_model(model.to(config.device), val_data, WINDOW, config.device, max_windows=0,
+                             batch_size=config.batch_size)
+    final = {"epoch": best["epoch"], "weights_sha256": best["weights_sha256"], **metrics}
+    (out_dir / "final.json").write_text(json.dumps(final, indent=1))
+    logger.info("selected weights (epoch %d) on every validation window: %s", best["epoch"], json.dumps(metrics))
+    return final
+
+
+def load_final(out_dir: Path) -> dict[str, Any] | None:
+    path = out_dir / "final.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cache_dir: Path | None = None,
                    resume: bool = False, baseline: bool = False, hooks: TrainingHooks | None = None
                    ) -> dict[str, Any] | None:
@@ -68,10 +94,16 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     meta: dict[str, Any] = {"model": "samplecnn-mtt", "teachers": list(TEACHERS), "device": device_description(config.device),
             "torch": torch.__version__, "prior_reference": prior}
 
-    def report(history: list[EpochRecord]) -> dict[str, Any]:
+    def report(history: list[EpochRecord], final: dict[str, Any] | None = None) -> dict[str, Any]:
         meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return write_report(out_dir, history, corpus=corpus.summary(), config=asdict(config),
-                            baseline=load_baseline(out_dir), meta=meta)
+                            baseline=load_baseline(out_dir), meta=meta, final=final)
 
     history = train(train_data, val_data, out_dir, config, resume=resume, hooks=hooks, on_epoch=report)
-    return report(history) if history else None
+    if not history:
+        return None
+    selected_epoch = json.loads((out_dir / "best.json").read_text())["epoch"]
+    final = load_final(out_dir)
+    if len(history) == config.epochs and (final is None or final["epoch"] != selected_epoch):
+        final = evaluate_selected(out_dir, val_data, config)
+    return report(history, final)

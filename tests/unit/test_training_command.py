@@ -46,8 +46,12 @@ def test_train_waveform_command(corpus_dir: Path, tmp_path: Path) -> None:
     assert report["corpus"]["hours"] == pytest.approx(3 * 4.5 / 3600, abs=1e-3)
     assert [e["epoch"] for e in report["epochs"]] == [1] and report["baseline_random_weights"]["n_tracks"] == 1
     assert (out / "report.png").exists() and (out / "samplecnn-mtt.safetensors").exists()
+    final = report["best_epoch_all_windows"]  # the selected weights on every validation window
+    assert final["epoch"] == 1 and final["n_windows"] == 1 and (out / "final.json").exists()
+    assert "selected epoch 1 (every validation window)" in result.output
 
     result = CliRunner().invoke(main, [*args[:-5], "--epochs", "2", "--batch-size", "2", "--resume"])
     assert result.exit_code == 0, result.output
     report = json.loads((out / "report.json").read_text())
-    assert [e["epoch"] for e in report["epochs"]] == [1, 2] and "best epoch" in result.output
+    assert [e["epoch"] for e in report["epochs"]] == [1, 2] and "selected epoch" in result.output
+    assert report["best_epoch_all_windows"]["epoch"] == report["best_epoch"]["epoch"]
