@@ -13,7 +13,7 @@ ENV_SOURCE = "CATALOGUE_TAGGER_SOURCE"
 ENV_MODELS = "CATALOGUE_TAGGER_MODELS"
 ENV_HOME = "CATALOGUE_TAGGER_HOME"
 
-DEFAULT_MODELS = ("musicnn-mtt",)
+DEFAULT_MODELS = ("musicnn-mtt", "samplecnn-mtt")  # the registry specs with default=True
 
 
 def data_dir() -> Path:

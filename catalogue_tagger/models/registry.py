@@ -1,7 +1,9 @@
 """The registered taggers: a spec per name, a builder per architecture, pinned weights per spec.
 
 Adding a model is one :data:`SPECS` entry (plus a builder if the architecture is new); for a waveform
-model such as SampleCNN that is ``kind="waveform"``, ``window=59049``, ``hop=59049``, ``pad=0``.
+model such as SampleCNN that is ``kind="waveform"``, ``window=59049``, ``hop=59049``, ``pad=0``. The
+spectrogram taggers are converted from the musicnn wheel (``manifest.json``); ``samplecnn-mtt`` is trained
+here (``catalogue-tagger models train-waveform``).
 """
 
 from __future__ import annotations
@@ -58,6 +60,15 @@ SPECS: dict[str, ModelSpec] = {
                       0.8767615259520635, 0.28192480359001065),
     )
 }
+
+# Trained here: SampleCNN distilled from musicnn-mtt and vgg-mtt on freely licensed music (docs/waveform-tagger.md).
+SPECS["samplecnn-mtt"] = samplecnn.samplecnn_spec(
+    "samplecnn-mtt", MTT_LABELS, "f21a571cc3ba80ec9e84d6207de476cd2919906a58b68102f5a43cc4e3a66322",
+    default=True, licence="MIT",
+    attribution="catalogue-tagger; teachers musicnn-mtt and vgg-mtt (musicnn 0.1.0, ISC, Music Technology Group, UPF)",
+    source="catalogue-tagger models train-waveform on 6.15 h of Debian game music (model card: "
+           "docs/waveform-tagger.md)",
+)
 
 # architecture -> module with random weights for that spec
 BUILDERS: dict[str, Callable[[ModelSpec], Tagger]] = {

@@ -38,7 +38,7 @@ def test_partition_tags_exactly_its_tracks_and_rerun_is_a_no_op(make_defs: DefsF
     assert _metadata(first, "discovered_tracks")["new"] == 2
     tagged = _metadata(first, "track_tags")
     assert tagged["tracks_tagged"] == 2 and tagged["tracks_failed"] == 0
-    assert set(tagged["models"]) == {"musicnn-mtt"}
+    assert set(tagged["models"]) == {"musicnn-mtt", "samplecnn-mtt"}
     assert tagged["audio_hours"] > 0
     assert _checks(first) == {
         "every_track_tagged_or_failed": True,

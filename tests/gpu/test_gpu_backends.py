@@ -25,14 +25,17 @@ def _waves(window: int) -> np.ndarray:
     return (np.random.default_rng(0).standard_normal((8, window)) * 0.1).astype(np.float32)
 
 
-@pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-msd"])
-def test_torch_cuda_matches_cpu(model: str) -> None:
+# samplecnn-mtt: ten stacked convolutions, which cuDNN and TensorRT may run in TF32
+@pytest.mark.parametrize(("model", "atol"), [("musicnn-mtt", 1e-4), ("vgg-msd", 1e-4), ("samplecnn-mtt", 1e-3)])
+def test_torch_cuda_matches_cpu(model: str, atol: float) -> None:
     with open_backend(model, "torch", "cpu") as cpu, open_backend(model, "torch", "cuda") as gpu:
         waves = _waves(cpu.spec.window)
-        np.testing.assert_allclose(gpu.run(waves)["probs"], cpu.run(waves)["probs"], atol=1e-4)
+        np.testing.assert_allclose(gpu.run(waves)["probs"], cpu.run(waves)["probs"], atol=atol)
 
 
-@pytest.mark.parametrize(("model", "precision", "atol"), [("musicnn-mtt", "fp32", 1e-4), ("musicnn-mtt", "fp16", 2e-2)])
+@pytest.mark.parametrize(("model", "precision", "atol"), [
+    ("musicnn-mtt", "fp32", 1e-4), ("musicnn-mtt", "fp16", 2e-2), ("samplecnn-mtt", "fp32", 1e-3),
+])
 def test_tensorrt_matches_cpu(model: str, precision: str, atol: float) -> None:
     pytest.importorskip("tensorrt")
     with open_backend(model, "torch", "cpu") as cpu, open_backend(

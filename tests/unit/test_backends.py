@@ -23,7 +23,7 @@ def _waves(window: int, n: int = 3) -> np.ndarray:
     return (np.random.default_rng(0).standard_normal((n, window)) * 0.1).astype(np.float32)
 
 
-@pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-mtt"])
+@pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-mtt", "samplecnn-mtt"])
 def test_onnx_runtime_backend_matches_torch(model: str) -> None:
     with open_backend(model, "torch") as torch_backend, open_backend(model, "onnx") as onnx_backend:
         waves = _waves(torch_backend.spec.window)
@@ -34,7 +34,7 @@ def test_onnx_runtime_backend_matches_torch(model: str) -> None:
         np.testing.assert_allclose(got["embedding"], expected["embedding"], atol=1e-3)
 
 
-@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd"])
+@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt"])
 def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
     graph = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx"))).graph
     ops = {node.op_type for node in graph.node}

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from catalogue_tagger.config import DEFAULT_MODELS
 from catalogue_tagger.errors import ModelError, UnknownModel, WeightsMismatch
 from catalogue_tagger.models.convert import MANIFEST_FILE, WEIGHTS_DIR
 from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
@@ -16,12 +17,13 @@ from catalogue_tagger.models.registry import SPECS, get_spec, list_specs, load_m
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"
 # (trainable parameters, BN moving statistics) of the original checkpoints
-SIZES = {"musicnn": (787_159, 4_920), "vgg": (605_748, 1_282)}
+SIZES = {"musicnn": (787_159, 4_920), "vgg": (605_748, 1_282), "samplecnn": (1_866_930, 5_888)}
+CONVERTED = [s for s in list_specs() if s.kind == "spectrogram"]  # from the musicnn wheel; the rest trained here
 
 
 def test_names_and_defaults() -> None:
-    assert [s.name for s in list_specs()] == ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd"]
-    assert [s.name for s in list_specs() if s.default] == ["musicnn-mtt"]
+    assert [s.name for s in list_specs()] == ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt"]
+    assert [s.name for s in list_specs() if s.default] == list(DEFAULT_MODELS) == ["musicnn-mtt", "samplecnn-mtt"]
     with pytest.raises(UnknownModel):
         get_spec("musicnn")
 
@@ -32,7 +34,7 @@ def test_labels_follow_musicnn_configuration() -> None:
     assert get_spec("vgg-msd").labels == MSD_LABELS and get_spec("musicnn-mtt").labels == MTT_LABELS
 
 
-@pytest.mark.parametrize("spec", list_specs(), ids=lambda s: s.name)
+@pytest.mark.parametrize("spec", CONVERTED, ids=lambda s: s.name)
 def test_spec_segments_and_outputs(spec) -> None:
     assert (spec.kind, spec.window, spec.hop, spec.pad, spec.sample_rate) == ("spectrogram", 48128, 47872, 256, 16000)
     assert spec.n_labels == 50
@@ -43,7 +45,7 @@ def test_spec_segments_and_outputs(spec) -> None:
 def test_specs_agree_with_manifest() -> None:
     manifest = json.loads((WEIGHTS_DIR / MANIFEST_FILE).read_text())
     assert manifest["licence"] == "ISC" and (WEIGHTS_DIR / manifest["licence_file"]).is_file()
-    assert set(manifest["models"]) == set(SPECS)
+    assert set(manifest["models"]) == {s.name for s in CONVERTED}
     for name, entry in manifest["models"].items():
         spec = SPECS[name]
         assert (entry["weights_file"], entry["sha256"]) == (spec.weights_file, spec.weights_sha256)
@@ -58,6 +60,24 @@ def test_parameter_counts_match_checkpoints(name: str) -> None:
     trainable, statistics = SIZES[model.spec.architecture.split("-")[0]]
     assert sum(p.numel() for p in model.parameters()) == trainable
     assert sum(b.numel() for n, b in model.named_buffers() if "running_" in n) == statistics
+
+
+def test_waveform_tagger_is_shipped_with_the_mtt_labels() -> None:
+    spec = get_spec("samplecnn-mtt")
+    assert (spec.kind, spec.window, spec.hop, spec.pad, spec.embedding_size) == ("waveform", 59049, 59049, 0, 512)
+    assert spec.labels == MTT_LABELS and spec.output_names == ("probs", "logits", "embedding")
+    assert (WEIGHTS_DIR / spec.weights_file).is_file() and spec.roc_auc is None  # no published MTAT figures
+
+
+def test_waveform_tagger_ships_the_training_report_of_its_weights() -> None:
+    """The pinned weights are the run's selected epoch, and that epoch passed on every validation window."""
+    report = json.loads((WEIGHTS_DIR / "samplecnn-mtt.report.json").read_text())
+    final = report["best_epoch_all_windows"]
+    assert final["weights_sha256"] == get_spec("samplecnn-mtt").weights_sha256
+    assert final["epoch"] == report["best_epoch"]["epoch"] and report["accepted"]
+    assert final["macro_roc_auc"] >= report["thresholds"]["macro_roc_auc"] == 0.85
+    assert final["median_spearman"] >= report["thresholds"]["median_spearman"] == 0.7
+    assert report["teachers"] == ["musicnn-mtt", "vgg-mtt"] and report["config"]["seed"] == 0
 
 
 def test_tampered_weights_are_refused(tmp_path: Path) -> None:

@@ -67,9 +67,9 @@ def test_onnx_export_matches_torch_with_tensorrt_ops(tagger: torch.nn.Module, tm
     assert np.abs(got[2] - want[2]).max() <= 1e-4 * max(1.0, float(np.abs(want[2]).max()))
 
 
-def test_registry_builds_samplecnn_and_lists_it_only_with_weights() -> None:
+def test_registry_builds_samplecnn_and_loads_the_shipped_weights() -> None:
     spec = samplecnn_spec("samplecnn-test", MTT_LABELS)
     assert type(build_model(spec)).__name__ == "WaveformTagger"
-    if "samplecnn-mtt" in SPECS:  # shipped: the pinned weights load strictly
-        assert (WEIGHTS_DIR / SPECS["samplecnn-mtt"].weights_file).exists()
-        assert load_model("samplecnn-mtt").spec.kind == "waveform"
+    assert (WEIGHTS_DIR / SPECS["samplecnn-mtt"].weights_file).exists()
+    shipped = load_model("samplecnn-mtt")  # pinned hash, strict state dict
+    assert shipped.spec.kind == "waveform" and not shipped.training
