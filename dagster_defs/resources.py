@@ -92,7 +92,8 @@ def _int_from_env(name: str, environ: Mapping[str, str], default: int) -> int:
 def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, object]:
     """The resources of the code location, from the same settings and variables as the CLI.
 
-    Defaults: a folder ``<data dir>/catalogue`` as the source, the embedded Postgres, ``musicnn-mtt`` on CPU.
+    Defaults: a folder ``<data dir>/catalogue`` as the source, the embedded Postgres, the default models
+    (``musicnn-mtt``, ``samplecnn-mtt``) on CPU.
     """
     env = os.environ if environ is None else environ
     return {
