@@ -56,5 +56,6 @@ def test_demo_tags_the_bundled_catalogue(store: Store, database_url: str, tmp_pa
     with store.engine.connect() as conn:
         rows = {name: conn.exec_driver_sql(sql).all() for name, sql in examples.items()}
     assert len(rows["tags_of_every_track"]) == 4 * 50
+    assert len(rows["spectrogram_vs_waveform"]) == 4  # the demo tags with both default models
     assert [Path(r[0]).name for r in rows["top_tracks_for_a_tag"][:2]] == [Path(r["uri"]).name for r in techno]
     assert rows["failures_by_kind"] == [] and [tuple(r[1:]) for r in rows["coverage_per_partition"]] == [(4, 0, 0)]
