@@ -50,8 +50,10 @@ def load_baseline(out_dir: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def evaluate_selected(out_dir: Path, val_data: TrackSet, config: TrainConfig) -> dict[str, Any]:
-    """The selected weights (``OUT/samplecnn-mtt.safetensors``) on every validation window, into ``OUT/final.json``.
+def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSet, config: TrainConfig
+                      ) -> dict[str, Any]:
+    """The selected weights (``OUT/samplecnn-mtt.safetensors``, their record ``selected`` from ``OUT/best.json``)
+    on every validation window, into ``OUT/final.json``.
 
     The per-epoch figures use up to ``val_windows_per_track`` windows per track (cheap enough to run every
     epoch); acceptance is judged on all of them.
@@ -61,12 +63,11 @@ def evaluate_selected(out_dir: Path, val_data: TrackSet, config: TrainConfig) ->
     weights = out_dir / f"{MODEL_NAME}.safetensors"
     model = new_student(config.seed)
     model.load_state_dict(load_file(str(weights)), strict=True)
-    best = json.loads((out_dir / "best.json").read_text())
     metrics = evaluate_model(model.to(config.device), val_data, WINDOW, config.device, max_windows=0,
                              batch_size=config.batch_size)
-    final = {"epoch": best["epoch"], "weights_sha256": best["weights_sha256"], **metrics}
+    final = {"epoch": selected["epoch"], "weights_sha256": selected["weights_sha256"], **metrics}
     (out_dir / "final.json").write_text(json.dumps(final, indent=1))
-    logger.info("selected weights (epoch %d) on every validation window: %s", best["epoch"], json.dumps(metrics))
+    logger.info("selected weights (epoch %d) on every validation window: %s", selected["epoch"], json.dumps(metrics))
     return final
 
 
@@ -102,8 +103,8 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     history = train(train_data, val_data, out_dir, config, resume=resume, hooks=hooks, on_epoch=report)
     if not history:
         return None
-    selected_epoch = json.loads((out_dir / "best.json").read_text())["epoch"]
+    selected = json.loads((out_dir / "best.json").read_text())
     final = load_final(out_dir)
-    if len(history) == config.epochs and (final is None or final["epoch"] != selected_epoch):
-        final = evaluate_selected(out_dir, val_data, config)
+    if len(history) == config.epochs and (final is None or final["epoch"] != selected["epoch"]):
+        final = evaluate_selected(out_dir, selected, val_data, config)
     return report(history, final)

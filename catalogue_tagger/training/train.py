@@ -49,6 +49,12 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"  # "bf16": forward pass under bfloat16 autocast (weights, loss, optimizer stay fp32)
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; expected 'cosine' or 'constant'")
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"unknown precision {self.precision!r}; expected 'fp32' or 'bf16'")
+
 
 @dataclass(frozen=True)
 class EpochRecord:
@@ -95,9 +101,7 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
     """Learning rate of 0-based ``epoch``: a function of the epoch alone, so a resumed run follows the same curve."""
     if config.lr_schedule == "constant":
         return config.lr
-    if config.lr_schedule == "cosine":
-        return config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
-    raise ValueError(f"unknown lr schedule {config.lr_schedule!r}; expected 'cosine' or 'constant'")
+    return config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
 
 
 def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet, config: TrainConfig, epoch: int,
@@ -110,8 +114,6 @@ def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet,
         raise ValueError(f"{len(plan)} training windows: fewer than one batch of {config.batch_size}")
     for group in optimizer.param_groups:
         group["lr"] = epoch_lr(config, epoch)
-    if config.precision not in ("fp32", "bf16"):
-        raise ValueError(f"unknown precision {config.precision!r}; expected 'fp32' or 'bf16'")
     autocast = torch.autocast(torch.device(config.device).type, dtype=torch.bfloat16,
                               enabled=config.precision == "bf16")
     hooks.epoch_started(epoch + 1, n_batches)

@@ -127,7 +127,9 @@ def test_cosine_schedule_decays_per_epoch_and_constant_stays() -> None:
     assert [epoch_lr(cosine, e) for e in range(4)] == pytest.approx([1e-3, 8.5355e-4, 5e-4, 1.4645e-4], rel=1e-4)
     assert epoch_lr(TrainConfig(epochs=4, lr=1e-3, lr_schedule="constant"), 3) == 1e-3
     with pytest.raises(ValueError, match="unknown lr schedule"):
-        epoch_lr(TrainConfig(lr_schedule="step"), 0)
+        TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="unknown precision"):
+        TrainConfig(precision="fp8")
 
 
 def test_baseline_and_report(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
