@@ -45,8 +45,9 @@ def prepare_corpus(corpus_dir: Path, cache_dir: Path, *, seed: int = 0, val_frac
     return corpus
 
 
-def load_baseline(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / "baseline.json"
+def read_run_file(out_dir: Path, name: str) -> dict[str, Any] | None:
+    """``OUT/<name>`` (``baseline.json``, ``final.json``) as JSON, or None before the run has written it."""
+    path = out_dir / name
     return json.loads(path.read_text()) if path.exists() else None
 
 
@@ -71,11 +72,6 @@ def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSe
     return final
 
 
-def load_final(out_dir: Path) -> dict[str, Any] | None:
-    path = out_dir / "final.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cache_dir: Path | None = None,
                    resume: bool = False, baseline: bool = False, hooks: TrainingHooks | None = None
                    ) -> dict[str, Any] | None:
@@ -83,7 +79,7 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = prepare_corpus(corpus_dir, cache_dir or corpus_dir / ".cache", seed=config.seed, device=config.device)
     train_data, val_data = TrackSet.load(corpus, "train"), TrackSet.load(corpus, "validation")
-    if baseline and load_baseline(out_dir) is None:
+    if baseline and read_run_file(out_dir, "baseline.json") is None:
         started = time.perf_counter()
         metrics = random_weights_baseline(train_data, val_data, BaselineConfig(seed=config.seed, device=config.device,
                                                                                batch_size=config.batch_size))
@@ -98,13 +94,13 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     def report(history: list[EpochRecord], final: dict[str, Any] | None = None) -> dict[str, Any]:
         meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
         return write_report(out_dir, history, corpus=corpus.summary(), config=asdict(config),
-                            baseline=load_baseline(out_dir), meta=meta, final=final)
+                            baseline=read_run_file(out_dir, "baseline.json"), meta=meta, final=final)
 
     history = train(train_data, val_data, out_dir, config, resume=resume, hooks=hooks, on_epoch=report)
     if not history:
         return None
     selected = json.loads((out_dir / "best.json").read_text())
-    final = load_final(out_dir)
+    final = read_run_file(out_dir, "final.json")
     if len(history) == config.epochs and (final is None or final["epoch"] != selected["epoch"]):
         final = evaluate_selected(out_dir, selected, val_data, config)
     return report(history, final)

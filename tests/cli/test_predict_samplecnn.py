@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -18,8 +19,6 @@ MODELS = ("musicnn-mtt", "samplecnn-mtt")
 
 
 def run_predict(*paths: Path) -> tuple[int, dict[tuple[str, str], dict]]:
-    import json
-
     result = CliRunner().invoke(main, ["predict", *map(str, paths), "--model", ",".join(MODELS), "--embedding"])
     records = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
     return result.exit_code, {(Path(r["path"]).name, r.get("model", "")): r for r in records}
