@@ -44,16 +44,10 @@ class EmptyAudio(DecodeError):
     kind = "empty_audio"
 
 
-class TooShort(DecodeError):
-    """The audio is shorter than the minimum accepted duration."""
+class TooLarge(TaggerError):
+    """The object is larger than the configured maximum (``max_bytes``); it was not read."""
 
-    kind = "too_short"
-
-
-class TooLong(DecodeError):
-    """The audio is longer than the maximum accepted duration."""
-
-    kind = "too_long"
+    kind = "too_large"
 
 
 # --- object stores ---------------------------------------------------------------------------------
@@ -117,3 +111,16 @@ class EmbeddedPostgresError(StoreError):
     """The embedded Postgres server could not be started or stopped."""
 
     kind = "embedded_postgres_error"
+
+
+# --- runs ------------------------------------------------------------------------------------------
+class RunError(TaggerError):
+    """The run itself could not proceed."""
+
+    kind = "run_error"
+
+
+class SettingsError(RunError):
+    """A setting (variable or option) has a value catalogue-tagger cannot use."""
+
+    kind = "settings_error"

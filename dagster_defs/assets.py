@@ -1,12 +1,11 @@
 """The two assets of a partition: ``discovered_tracks`` → ``track_tags``. Each body is one library call."""
 
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any
 
 import dagster as dg
 
-from catalogue_tagger.pipeline import RunReport, discover, tag
+from catalogue_tagger.pipeline import RunReport, discover_objects, tag
 from dagster_defs.partitions import PartitionScheme
 from dagster_defs.resources import PostgresResource, SourceResource, TaggerResource
 
@@ -63,8 +62,8 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
         context: dg.AssetExecutionContext, source: SourceResource, db: PostgresResource
     ) -> dg.MaterializeResult[None]:
         day, shard = scheme.split(context.partition_key)
-        with source.open(shard) as objects, db.store() as store:
-            counts = discover(objects, store, partition_key=day)
+        with source.open(shard) as objects, db.store(migrate=True) as store:
+            counts = discover_objects(objects, store, partition_key=day)
         return dg.MaterializeResult(
             metadata={"new": counts.new, "changed": counts.changed, "unchanged": counts.unchanged}
         )
@@ -82,10 +81,11 @@ def build_assets(scheme: PartitionScheme, *, gpus: int = 0) -> list[dg.AssetsDef
         context: dg.AssetExecutionContext, source: SourceResource, db: PostgresResource, tagger: TaggerResource
     ) -> dg.MaterializeResult[None]:
         day, shard = scheme.split(context.partition_key)
-        options = tagger.options(source.s3_endpoint_url, force=context.run.tags.get(FORCE_TAG) == "true")
-        options = replace(options, discover=False)  # discovered_tracks listed the source already
-        with source.open(shard) as objects, db.store() as store:
-            report = tag(objects, store, options, partition_key=day)
+        force = context.run.tags.get(FORCE_TAG) == "true"
+        with source.open(shard) as objects, db.store(migrate=True) as store:
+            # discover=False: discovered_tracks listed the source already
+            report = tag(objects, store, tagger.settings(source.s3_endpoint_url), partition_key=day, force=force,
+                         discover=False)
         return dg.MaterializeResult(metadata=report_metadata(report))
 
     return [discovered_tracks, track_tags]

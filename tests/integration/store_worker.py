@@ -17,6 +17,7 @@ from catalogue_tagger.store.store import Store
 
 def main(mode: str, url: str, arg: str) -> None:
     with Store.connect(url) as store:
+        store.migrate()
         model_ids = {"m1": store.register_model("m1", "w1", LABELS, "spectrogram", 4)}
         if mode == "claim":
             run_id = store.start_run("worker", ["m1"])
