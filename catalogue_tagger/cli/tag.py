@@ -34,6 +34,7 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
     SOURCE defaults to $CATALOGUE_TAGGER_SOURCE. Exit 0 when the run completed (some tracks may have
     failed: the counts are printed and stored), 2 when it could not run.
     """
+    from catalogue_tagger.models.registry import get_spec
     from catalogue_tagger.pipeline import tag as run_tag
     from catalogue_tagger.progress import RunProgress
     from catalogue_tagger.sources import open_source
@@ -44,6 +45,8 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
     if settings.source is None:
         raise click.UsageError("give SOURCE or set CATALOGUE_TAGGER_SOURCE")
     with user_errors():
+        for name in settings.models:  # an unknown model is the user's to fix before anything is touched
+            get_spec(name)
         url = resolve_database_url(settings.database_url, settings.home)
         with open_source(settings.source, s3_endpoint_url=settings.s3_endpoint_url) as objects, Store.connect(
             url
