@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -64,7 +65,9 @@ def bench_store_writes(
     batch_size: int = 500,
 ) -> StoreBenchResult:
     """Time writing ``tracks`` results into a scratch database on the server of ``database_url``."""
-    with scratch_database(database_url, "catalogue_tagger_bench") as url, Store.connect(url) as store:
+    with ExitStack() as stack:
+        url = stack.enter_context(scratch_database(database_url, "catalogue_tagger_bench"))
+        store = stack.enter_context(Store.connect(url))
         store.migrate()
         models = [f"bench-model-{i}" for i in range(n_models)]
         labels = [f"tag-{j:03d}" for j in range(n_tags)]
@@ -73,7 +76,7 @@ def bench_store_writes(
         started = time.perf_counter()
         store.record_objects(ObjectInfo(f"bench://track/{i:07d}", "e", 1, day) for i in range(tracks))
         discover_s = time.perf_counter() - started
-        run_id = store.start_run("bench://", models)
+        run_id = stack.enter_context(store.open_run("bench://", models)).run_id
         tasks = [(t.track_id, t.uri) for t in store.claim_pending(run_id, tracks)]
         results = _results(tasks, models, n_tags, embedding_dim, seed=0)
         started = time.perf_counter()

@@ -72,6 +72,10 @@ class Settings:
         "CATALOGUE_TAGGER_DATABASE_URL", "Postgres URL; unset: the embedded Postgres, started on demand.",
         default=None, repr=False,
     )
+    database_retry_s: float = _setting(
+        "CATALOGUE_TAGGER_DATABASE_RETRY_S", "Seconds a write whose database connection was lost (a server restart) "
+        "is retried before the run fails.", float, default=60.0,
+    )
     s3_endpoint_url: str | None = _setting(
         "AWS_ENDPOINT_URL", "S3 endpoint of an S3-compatible store (MinIO, Ceph …); unset: AWS.", default=None
     )
@@ -148,6 +152,7 @@ class Settings:
             (self.workers >= 0, f"workers {self.workers}: 0 or more"),
             (self.shards >= 1, f"shards {self.shards}: at least 1"),
             (self.gpus >= 0, f"gpus {self.gpus}: 0 or more"),
+            (self.database_retry_s >= 0, f"database retry {self.database_retry_s} s: 0 or more"),
             (bool(self.models), "no models selected"),
             (0.0 <= self.max_failure_rate <= 1.0, f"max failure rate {self.max_failure_rate}: between 0 and 1"),
         )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import BinaryIO
 
 from catalogue_tagger.decode import decode_stream
-from catalogue_tagger.errors import EmptyAudio, TaggerError, TooLarge
+from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackTask
 from catalogue_tagger.segment import Segmenter, Windowing
@@ -34,11 +34,12 @@ class DecodeOptions:
 
 
 def _check_size(fileobj: BinaryIO, uri: str, max_bytes: int | None) -> None:
-    if max_bytes is None:
-        return
+    """Named failures before a byte is decoded: an empty object, or one over ``max_bytes``."""
     size = fileobj.seek(0, io.SEEK_END)
     fileobj.seek(0)
-    if size > max_bytes:
+    if size == 0:
+        raise EmptyAudio(f"{uri}: empty object (0 bytes)")
+    if max_bytes is not None and size > max_bytes:
         raise TooLarge(f"{uri}: {size} bytes, more than the maximum of {max_bytes}")
 
 
@@ -70,12 +71,10 @@ def decode_track(source: ObjectStore, task: TrackTask, options: DecodeOptions) -
             for offset, window in enumerate(seg.finish()):
                 yield SegmentReady(task.track_id, name, first + offset, window)
             padded |= seg.padded
-    except TaggerError as exc:
-        yield TrackFailed(task.track_id, task.uri, exc.kind, exc.detail)
-        return
-    except Exception as exc:  # an unexpected decoder failure must not end the run
-        logger.exception("unexpected error decoding %s", task.uri)
-        yield TrackFailed(task.track_id, task.uri, "decode_error", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a worker boundary: whatever happened to this track must not end the run
+        if not isinstance(exc, TaggerError):
+            logger.exception("unexpected error decoding %s", task.uri)
+        yield TrackFailed(task.track_id, task.uri, *failure_of(exc, DecodeCrash))
         return
     flags = info.flags + (("padded",) if padded else ()) + (("silent",) if peak < SILENCE_PEAK else ())
     n_segments = {name: seg.n_windows for name, seg in segmenters.items()}

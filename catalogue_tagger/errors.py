@@ -38,6 +38,12 @@ class NoAudioStream(DecodeError):
     kind = "no_audio_stream"
 
 
+class DecodeCrash(TaggerError):
+    """The decoder crashed on this track (an unexpected error, or its worker process died)."""
+
+    kind = "decode_crash"
+
+
 class EmptyAudio(DecodeError):
     """The audio stream decoded to zero samples."""
 
@@ -94,11 +100,28 @@ class InferenceError(ModelError):
     kind = "inference_error"
 
 
+class WriteError(TaggerError):
+    """The database refused this track's results (the others of its batch were written)."""
+
+    kind = "write_error"
+
+
 # --- database --------------------------------------------------------------------------------------
 class StoreError(TaggerError):
     """The database could not be reached or refused a statement."""
 
     kind = "store_error"
+
+
+class TracksRefused(StoreError):
+    """The database refused some tracks of a batch; the others were written."""
+
+    kind = "tracks_refused"
+
+    def __init__(self, refused: list[tuple[int, str, str]]) -> None:
+        self.refused = refused  # (track_id, uri, why)
+        super().__init__(f"{len(refused)} track(s) could not be written: "
+                         + "; ".join(f"{uri}: {why}" for _, uri, why in refused))
 
 
 class MigrationError(StoreError):
@@ -124,3 +147,14 @@ class SettingsError(RunError):
     """A setting (variable or option) has a value catalogue-tagger cannot use."""
 
     kind = "settings_error"
+
+
+def failure_of(exc: BaseException, stage: type[TaggerError]) -> tuple[str, str]:
+    """The one mapping from an exception to a recorded failure ``(kind, detail)``.
+
+    A :class:`TaggerError` names its own kind; anything else is a crash of ``stage`` (``DecodeCrash``,
+    ``InferenceError``, ``WriteError``), its detail the exception's type and message.
+    """
+    if isinstance(exc, TaggerError):
+        return exc.kind, exc.detail
+    return stage.kind, f"{type(exc).__name__}: {exc}"

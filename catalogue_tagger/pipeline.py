@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
 from catalogue_tagger.config import Settings
 
+from catalogue_tagger.errors import DecodeCrash, failure_of
 from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.messages import Message
@@ -24,7 +25,8 @@ from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.inference_loop import Finished, InferenceLoop
 from catalogue_tagger.sources import ObjectStore
-from catalogue_tagger.store.store import DiscoverCounts, Store
+from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.store.store import DiscoverCounts, RunLease, Store
 from catalogue_tagger.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
@@ -104,8 +106,27 @@ def tag(
         name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None)
         for name, s in specs.items()
     }
-    run_id = store.start_run(source.uri, list(settings.models), partition_key)
-    # From here every exit path closes the backends and the writer, and finishes the run's row.
+    with store.open_run(source.uri, list(settings.models), partition_key) as lease:
+        return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress,
+                        started=started, skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged)
+
+
+def _tag_run(
+    source: ObjectStore,
+    store: Store,
+    settings: Settings,
+    lease: RunLease,
+    specs: Mapping[str, ModelSpec],
+    model_ids: Mapping[str, int],
+    partition_key: str | None,
+    progress: ProgressHook | None,
+    *,
+    started: float,
+    skipped: int,
+) -> RunReport:
+    """The run itself, from its lease to its finished ``runs`` row: every exit path closes the backends and
+    the writer and finishes the row (``completed``, or ``failed`` when anything escaped)."""
+    run_id = lease.run_id
     writer = ResultWriter(store, run_id, model_ids, keep_segments=settings.keep_segments)
     feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes)
     segments_scored = 0
@@ -114,7 +135,7 @@ def tag(
         with ExitStack() as backends_open:
             backends = {name: backends_open.enter_context(open_backend(name, settings)) for name in specs}
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
-            claims = _claims(store, run_id, partition_key)
+            claims = _claims(store, lease, partition_key)
             try:
                 if settings.workers > 0:
                     _run_pooled(source, claims, feed, loop, writer, settings, progress)
@@ -132,7 +153,7 @@ def tag(
                 run_id=run_id,
                 tagged=writer.tagged,
                 failed=dict(writer.failed),
-                skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged,
+                skipped=skipped,
                 audio_s=writer.audio_s,
                 wall_s=time.perf_counter() - started,
                 models={name: s.weights_sha256 for name, s in specs.items()},
@@ -143,8 +164,12 @@ def tag(
     return report
 
 
-def _claims(store: Store, run_id: int, partition_key: str | None) -> Iterator[TrackTask]:
-    while batch := store.claim_pending(run_id, CLAIM_CHUNK, partition_key):
+def _claims(store: Store, lease: RunLease, partition_key: str | None) -> Iterator[TrackTask]:
+    while True:
+        lease.renew()  # after a server restart, hold the lease again before claiming more
+        batch = store.claim_pending(lease.run_id, CLAIM_CHUNK, partition_key)
+        if not batch:
+            return
         yield from batch
 
 
@@ -208,7 +233,8 @@ def _run_pooled(
         for item in finished:
             submitted.pop(item.track_id, None)
         _emit(finished, writer, loop, progress)
-        lost = [TrackFailure(t.track_id, t.uri, "decode_crash", "the decode worker died") for t in submitted.values()]
+        died = DecodeCrash("the decode worker died")
+        lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in submitted.values()]
         _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
     finally:
         pool.close()

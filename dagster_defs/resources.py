@@ -39,11 +39,13 @@ class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     database_url: str | None = None
     home: str
+    retry_s: float
 
     @contextmanager
     def store(self, *, migrate: bool = False) -> Iterator[Store]:
         """The store; ``migrate``: bring the schema up to date first (the steps that write; never the checks)."""
-        with Store.connect(resolve_database_url(self.database_url, Path(self.home))) as store:
+        url = resolve_database_url(self.database_url, Path(self.home))
+        with Store.connect(url, retry_s=self.retry_s) as store:
             if migrate:
                 store.migrate()
             yield store
@@ -83,7 +85,7 @@ def build_resources(settings: Settings, *, secrets_from_env: bool = False) -> di
         "source": SourceResource(
             url=settings.source or str(settings.home / "catalogue"), s3_endpoint_url=settings.s3_endpoint_url
         ),
-        "db": PostgresResource(database_url=database_url, home=str(settings.home)),
+        "db": PostgresResource(database_url=database_url, home=str(settings.home), retry_s=settings.database_retry_s),
         "tagger": TaggerResource(
             models=list(settings.models), backend=settings.backend, device=settings.device,
             precision=settings.precision, batch_size=settings.batch_size, workers=settings.workers,

@@ -49,7 +49,7 @@ def demo(settings: Settings, database_url: str | None, top: int) -> None:
     with user_errors():
         url = resolve_database_url(settings.database_url, settings.home)
     console.print(f"Tagging the demo catalogue in {folder} with {', '.join(settings.models)} …")
-    with user_errors(), FolderStore(folder) as source, Store.connect(url) as store, RunProgress() as progress:
+    with user_errors(), FolderStore(folder) as source, Store.connect(url, retry_s=settings.database_retry_s) as store, RunProgress() as progress:
         store.migrate()
         report = tag(source, store, settings, progress=progress)
         console.print(

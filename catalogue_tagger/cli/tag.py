@@ -49,7 +49,7 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
             get_spec(name)
         url = resolve_database_url(settings.database_url, settings.home)
         with open_source(settings.source, s3_endpoint_url=settings.s3_endpoint_url) as objects, Store.connect(
-            url
+            url, retry_s=settings.database_retry_s
         ) as store, RunProgress() as progress:
             store.migrate()
             report = run_tag(objects, store, settings, partition_key=partition_key, force=force, progress=progress)

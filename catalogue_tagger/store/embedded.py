@@ -177,6 +177,8 @@ class EmbeddedPostgres:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as Postgres binds: connections of a server just stopped (TIME_WAIT) do not make its port busy
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
