@@ -16,7 +16,7 @@ provenance and licence live in ``manifest-sota-mtat.json`` beside the musicnn wh
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -133,36 +133,63 @@ def read_tags(source: Path) -> tuple[str, ...]:
     return tags
 
 
-def convert_sota(source: Path, out: Path = WEIGHTS_DIR) -> dict[str, object]:
+@dataclass(frozen=True)
+class ConvertedWeights:
+    """One weights file written by :func:`convert_sota_weights`."""
+
+    weights_file: str
+    sha256: str
+    checkpoint: str  # path in the repo
+    checkpoint_sha256: str
+    n_tensors: int
+    n_values: int
+    roc_auc: float
+    pr_auc: float
+
+
+@dataclass(frozen=True)
+class SotaManifest:
+    """What ``manifest-sota-mtat.json`` records: provenance, licence and the pinned files."""
+
+    models: dict[str, ConvertedWeights]
+    repository: str = sota.REPOSITORY
+    commit: str = sota.COMMIT
+    tags_sha256: str = TAGS_SHA256
+    licence: str = sota.LICENCE
+    attribution: str = sota.ATTRIBUTION
+    licence_file: str = LICENCE_FILE
+    published_aucs: str = sota.PAPER
+
+    def to_json(self) -> str:
+        document = {
+            "source": {"repository": self.repository, "commit": self.commit, "tags_sha256": self.tags_sha256},
+            "licence": self.licence,
+            "attribution": self.attribution,
+            "licence_file": self.licence_file,
+            "published_aucs": self.published_aucs,
+            "models": {name: asdict(entry) for name, entry in self.models.items()},
+        }
+        return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def convert_sota_weights(source: Path, out: Path = WEIGHTS_DIR) -> SotaManifest:
     """Write the three weights files, their manifest and the MIT notice under ``out``; return the manifest."""
     read_tags(source)
     out.mkdir(parents=True, exist_ok=True)
-    models: dict[str, dict[str, object]] = {}
+    models: dict[str, ConvertedWeights] = {}
     for entry in CHECKPOINTS:
         state = state_dict_from_checkpoint(read_checkpoint(entry.path(source), entry.sha256), entry.name)
         metadata = {"format": "pt", "model": entry.name,
                     "source": f"{sota.REPOSITORY}@{sota.COMMIT}:models/mtat/{entry.folder}/best_model.pth"}
         path = out / entry.weights_file
         path.write_bytes(serialize(state, metadata))
-        models[entry.name] = {
-            "weights_file": entry.weights_file,
-            "sha256": sha256_of(path),
-            "checkpoint": f"models/mtat/{entry.folder}/best_model.pth",
-            "checkpoint_sha256": entry.sha256,
-            "n_tensors": len(state),
-            "n_values": int(sum(t.numel() for t in state.values())),
-            "roc_auc": sota.PUBLISHED_AUCS[entry.name][0],
-            "pr_auc": sota.PUBLISHED_AUCS[entry.name][1],
-        }
+        roc_auc, pr_auc = sota.PUBLISHED_AUCS[entry.name]
+        models[entry.name] = ConvertedWeights(
+            weights_file=entry.weights_file, sha256=sha256_of(path),
+            checkpoint=f"models/mtat/{entry.folder}/best_model.pth", checkpoint_sha256=entry.sha256,
+            n_tensors=len(state), n_values=int(sum(t.numel() for t in state.values())), roc_auc=roc_auc, pr_auc=pr_auc,
+        )
     (out / LICENCE_FILE).write_text(LICENCE_TEXT, encoding="utf-8")
-    manifest: dict[str, object] = {
-        "source": {"repository": sota.REPOSITORY, "commit": sota.COMMIT, "tags_sha256": TAGS_SHA256},
-        "licence": sota.LICENCE,
-        "attribution": sota.ATTRIBUTION,
-        "licence_file": LICENCE_FILE,
-        "published_aucs": sota.PAPER,
-        "models": models,
-    }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    manifest = SotaManifest(models)
+    (out / MANIFEST_FILE).write_text(manifest.to_json(), encoding="utf-8")
     return manifest
-
