@@ -167,10 +167,10 @@ class UnrolledGru(nn.Module):
         states: list[torch.Tensor] = []
         for t in range(x.shape[1]):
             gx = gates_x[:, t]
-            gh = b_hh.expand_as(gx) if not states else F.linear(states[-1], w_hh, b_hh)  # h0 = 0
-            r = torch.sigmoid(gx[:, :h_size] + gh[:, :h_size])
-            z = torch.sigmoid(gx[:, h_size : 2 * h_size] + gh[:, h_size : 2 * h_size])
-            n = torch.tanh(gx[:, 2 * h_size :] + r * gh[:, 2 * h_size :])
+            gh = F.linear(states[-1], w_hh, b_hh) if states else b_hh  # h0 = 0: W_hh h0 vanishes
+            r = torch.sigmoid(gx[:, :h_size] + gh[..., :h_size])
+            z = torch.sigmoid(gx[:, h_size : 2 * h_size] + gh[..., h_size : 2 * h_size])
+            n = torch.tanh(gx[:, 2 * h_size :] + r * gh[..., 2 * h_size :])
             states.append((1 - z) * n + z * states[-1] if states else (1 - z) * n)
         return states
 

@@ -66,6 +66,7 @@ class DbMel(nn.Module):
     mel: torch.Tensor
     head_index: torch.Tensor
     tail_index: torch.Tensor
+    amin: torch.Tensor
 
     def __init__(self, window: int) -> None:
         super().__init__()
@@ -81,6 +82,7 @@ class DbMel(nn.Module):
         tail = np.arange(window - 2, window - 2 - CENTER_PAD, -1)  # samples n-2, n-3, ..., n-257
         self.register_buffer("head_index", torch.from_numpy(head.astype(np.int64)), persistent=False)
         self.register_buffer("tail_index", torch.from_numpy(tail.astype(np.int64)), persistent=False)
+        self.register_buffer("amin", torch.tensor(AMIN, dtype=torch.float32), persistent=False)
         self.bn = FrozenBatchNorm(1, eps=BN_EPSILON)  # the checkpoint's spec_bn, on the dB values
 
     def power_mel(self, wave: torch.Tensor) -> torch.Tensor:
@@ -97,7 +99,7 @@ class DbMel(nn.Module):
     def db_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """``[B, 96, frames]`` dB mel before ``spec_bn`` (the reference's ``logmel_chunk0``)."""
         power = self.power_mel(wave)
-        db = 10.0 * torch.log10(torch.maximum(power, torch.tensor(AMIN, dtype=power.dtype)))
+        db = 10.0 * torch.log10(torch.maximum(power, self.amin))
         return db.transpose(1, 2)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
