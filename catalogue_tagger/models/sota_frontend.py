@@ -103,4 +103,5 @@ class DbMel(nn.Module):
         return db.transpose(1, 2)
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.db_mel(wave).unsqueeze(1))
+        normalised: torch.Tensor = self.bn(self.db_mel(wave).unsqueeze(1))
+        return normalised
