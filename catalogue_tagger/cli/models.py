@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from catalogue_tagger.cli.models_sota import convert_sota as convert_sota_command
 from catalogue_tagger.cli.output import CannotRun, echo_json, print_table, user_errors
 
 
@@ -112,3 +113,7 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
         click.echo(f"selected epoch {best['epoch']} ({scope}): macro ROC-AUC {figures['macro_roc_auc']:.4f}, "
                    f"median Spearman {figures['median_spearman']:.4f}; accepted: {report['accepted']}; "
                    f"report in {out_dir}")
+
+
+# sibling of `convert` for Won et al.'s MTAT checkpoints (its own module: another source, another manifest)
+models.add_command(convert_sota_command)

@@ -29,7 +29,7 @@ TENSORRT_OPS = frozenset(
         "Add", "Cast", "Concat", "Constant", "Conv", "Div", "Flatten", "Gemm", "Identity", "Log", "MatMul",
         "Max", "MaxPool", "Mul", "Pad", "Pow", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid",
         "Slice", "Split", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Gather", "BatchNormalization",
-        "Expand", "ConstantOfShape", "Unfold", "Tile", "Where", "Equal", "Range",
+        "Expand", "ConstantOfShape", "Unfold", "Tile", "Where", "Equal", "Range", "Tanh",
     }
 )
 

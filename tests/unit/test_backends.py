@@ -45,7 +45,8 @@ def test_onnx_runtime_backend_matches_torch(model: str, on: Callable[..., Settin
         np.testing.assert_allclose(got["embedding"], expected["embedding"], atol=1e-3)
 
 
-@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt"])
+@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt",
+                                   "musicnn-sota-mtt", "fcn-mtt", "crnn-mtt"])
 def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
     graph = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx"))).graph
     ops = {node.op_type for node in graph.node}
