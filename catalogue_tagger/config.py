@@ -12,6 +12,7 @@ ENV_DATABASE_URL = "CATALOGUE_TAGGER_DATABASE_URL"
 ENV_SOURCE = "CATALOGUE_TAGGER_SOURCE"
 ENV_MODELS = "CATALOGUE_TAGGER_MODELS"
 ENV_HOME = "CATALOGUE_TAGGER_HOME"
+ENV_SCHEDULE_RUNNING = "CATALOGUE_TAGGER_SCHEDULE_RUNNING"
 
 DEFAULT_MODELS = ("musicnn-mtt", "samplecnn-mtt")  # the registry specs with default=True
 
@@ -35,6 +36,16 @@ def _split_models(value: str | None) -> tuple[str, ...]:
     return tuple(name.strip() for name in value.split(",") if name.strip())
 
 
+def _flag(name: str, value: str | None) -> bool:
+    """An on/off variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/``off`` (unset or empty: off)."""
+    text = (value or "").strip().lower()
+    if text in {"", "0", "false", "no", "off"}:
+        return False
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    raise ValueError(f"{name}={value!r}: expected true or false")
+
+
 @dataclass(frozen=True)
 class Settings:
     """What a run needs to know about its surroundings."""
@@ -43,6 +54,7 @@ class Settings:
     source: str | None = None
     models: tuple[str, ...] = DEFAULT_MODELS
     home: Path = field(default_factory=data_dir)
+    schedule_running: bool = False  # the nightly schedule's default state in Dagster (stopped unless set)
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> "Settings":
@@ -52,4 +64,5 @@ class Settings:
             source=env.get(ENV_SOURCE) or None,
             models=_split_models(env.get(ENV_MODELS)),
             home=Path(env[ENV_HOME]) if env.get(ENV_HOME) else data_dir(),
+            schedule_running=_flag(ENV_SCHEDULE_RUNNING, env.get(ENV_SCHEDULE_RUNNING)),
         )

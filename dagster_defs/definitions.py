@@ -72,7 +72,7 @@ def build_definitions(
         assets=assets,
         asset_checks=build_checks(scheme, max_failure_rate=options.max_failure_rate),
         jobs=[job],
-        schedules=[build_schedule(TAG_PARTITION_JOB, scheme)],
+        schedules=[build_schedule(TAG_PARTITION_JOB, scheme, running=settings.schedule_running)],
         sensors=[build_sensor(TAG_PARTITION_JOB, scheme)],
         resources=build_resources(settings, environ),
         executor=_executor(options.executor),
