@@ -39,7 +39,8 @@ class BuildPyWithSql(build_py):
         outputs: list[str] = super().get_outputs(include_bytecode)
         if self.editable_mode:
             return outputs
-        return [*outputs, *(str(Path(self.build_lib) / SQL_TARGET / f.relative_to(SQL_SOURCE)) for f in self._sql_files())]
+        built = Path(self.build_lib) / SQL_TARGET
+        return [*outputs, *(str(built / source.relative_to(SQL_SOURCE)) for source in self._sql_files())]
 
 
 setup(cmdclass={"build_py": BuildPyWithSql})

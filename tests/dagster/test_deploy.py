@@ -226,7 +226,8 @@ def _object(rendered: list[dict[str, Any]], kind: str, name: str) -> dict[str, A
 def _instance(rendered: list[dict[str, Any]]) -> dict[str, Any]:
     """The rendered instance configuration (dagster.yaml), with 1.13's module paths."""
     config_map = _object(rendered, "ConfigMap", f"{RELEASE}-dagster-instance")
-    instance: dict[str, Any] = yaml.safe_load(config_map["data"]["dagster.yaml"].replace("dagster.core.", "dagster._core."))
+    text = config_map["data"]["dagster.yaml"].replace("dagster.core.", "dagster._core.")
+    instance: dict[str, Any] = yaml.safe_load(text)
     return instance
 
 
@@ -285,9 +286,9 @@ class _Cluster:
 
         config = {**_instance(rendered)["run_launcher"]["config"], "load_incluster_config": False,
                   "kubeconfig_file": kubeconfig}  # fmt: skip
-        processed = process_config(K8sRunLauncher.config_type(), config)
+        processed = process_config(K8sRunLauncher.config_type(), config)  # type: ignore[no-untyped-call]
         assert processed.success, processed.errors
-        self.launcher = K8sRunLauncher.from_config_value(None, processed.value)
+        self.launcher = K8sRunLauncher.from_config_value(None, processed.value)  # type: ignore[no-untyped-call]
 
         code_server = _object(rendered, "Deployment", f"{RELEASE}-dagster-user-deployments-catalogue-tagger")
         [container] = code_server["spec"]["template"]["spec"]["containers"]
@@ -311,8 +312,10 @@ class _Cluster:
         # the executor as our job configures it (no run config): its defaults
         executor_config = process_config(k8s_job_executor.config_schema.config_type, {})
         assert executor_config.success, executor_config.errors
-        init = SimpleNamespace(instance=SimpleNamespace(run_launcher=self.launcher), executor_config=executor_config.value)
-        self.step_handler = k8s_job_executor.executor_creation_fn(init)._step_handler  # type: ignore[attr-defined]
+        instance = SimpleNamespace(run_launcher=self.launcher)
+        init: Any = SimpleNamespace(instance=instance, executor_config=executor_config.value)
+        create: Any = k8s_job_executor.executor_creation_fn
+        self.step_handler = create(init)._step_handler  # the K8sStepHandler a run's executor uses
 
     @staticmethod
     def _manifest(job: Any) -> dict[str, Any]:
