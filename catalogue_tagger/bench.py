@@ -20,7 +20,7 @@ import numpy as np
 
 from catalogue_tagger.config import Settings
 from catalogue_tagger.decode import decode_stream
-from catalogue_tagger.inference.base import open_backend
+from catalogue_tagger.inference.base import open_backend, resolve_backend
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.pipeline import tag
 from catalogue_tagger.sources import ObjectStore, open_source
@@ -88,7 +88,8 @@ def run_bench(source: str, database_url: str, settings: Settings) -> dict[str, A
     endpoint = settings.s3_endpoint_url
     with open_source(source, s3_endpoint_url=endpoint) as src:
         uris = [o.uri for o in src.list()]
-    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": settings.backend,
+    backend, why = resolve_backend(settings)
+    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": backend, "backend_reason": why,
                               "device": settings.device, "precision": settings.precision,
                               "batch_size": settings.batch_size, "workers": settings.workers,
                               "models": list(settings.models)}

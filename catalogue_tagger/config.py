@@ -21,7 +21,7 @@ DEFAULT_MODELS = ("musicnn-mtt", "samplecnn-mtt")  # the registry specs with def
 DEFAULT_BATCH_SIZE = 64
 DEFAULT_PARTITION_START = "2020-01-01"
 DEFAULT_MAX_FAILURE_RATE = 0.05
-BACKENDS = ("torch", "onnx", "tensorrt")
+BACKENDS = ("torch", "onnx", "tensorrt", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16")
 EXECUTORS = ("multiprocess", "in_process", "k8s")
 
@@ -82,7 +82,8 @@ class Settings:
     models: tuple[str, ...] = _setting(
         "CATALOGUE_TAGGER_MODELS", "Comma-separated model names that `tag` runs.", split_names, default=DEFAULT_MODELS
     )
-    backend: str = _setting("CATALOGUE_TAGGER_BACKEND", "Inference backend: torch, onnx or tensorrt.", default="torch")
+    backend: str = _setting("CATALOGUE_TAGGER_BACKEND", "Inference backend: torch, onnx, tensorrt, or auto (the fastest present for the "
+        "device).", default="torch")
     device: str = _setting("CATALOGUE_TAGGER_DEVICE", "cpu or cuda[:N].", default="cpu")
     precision: str = _setting(
         "CATALOGUE_TAGGER_PRECISION", "Numeric precision of TensorRT engines: fp32, fp16 or bf16.", default="fp32"

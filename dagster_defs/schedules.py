@@ -10,7 +10,9 @@ NIGHTLY_CRON = "30 1 * * *"
 
 
 def build_schedule(job_name: str, scheme: PartitionScheme, *, running: bool = False) -> dg.ScheduleDefinition:
-    """The nightly schedule; ``running`` (setting ``schedule_running``) makes it start out running."""
+    """``running``: the default state (``Settings.schedule_running``); a state set in the UI or with
+    ``dagster schedule start|stop`` overrides it."""
+
     @dg.schedule(
         job_name=job_name,
         cron_schedule=NIGHTLY_CRON,

@@ -101,3 +101,12 @@ def test_tensorrt_backend_never_builds_an_engine(on: Callable[..., Settings], en
     with pytest.raises(BackendUnavailable):
         open_backend("musicnn-mtt", on("tensorrt"))
     assert not engine_dir.exists() or not list(engine_dir.glob("*.engine"))
+
+
+def test_auto_picks_the_fastest_backend_present_for_the_device() -> None:
+    from catalogue_tagger.inference import resolve_backend
+
+    assert resolve_backend(Settings(backend="auto"))[0] == "onnx"  # ONNX Runtime is a dependency
+    on_gpu, why = resolve_backend(Settings(backend="auto", device="cuda"))
+    assert on_gpu == "torch" and "TensorRT not installed" in why  # no TensorRT on this machine
+    assert resolve_backend(Settings(backend="torch")) == ("torch", "chosen")
