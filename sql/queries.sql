@@ -246,8 +246,9 @@ INSERT INTO runs (source, models, partition_key) VALUES (:source, :models, :part
 RETURNING run_id;
 
 -- name: take_run_lease --
--- The run's lease: a session advisory lock held by a connection the run keeps open until it ends.
-SELECT pg_advisory_lock(CAST(:lease_class AS int4), CAST(:run_id AS int4));
+-- The run's lease: a session advisory lock held by a connection the run keeps open until it ends. Never waits:
+-- false when another session holds it.
+SELECT pg_try_advisory_lock(CAST(:lease_class AS int4), CAST(:run_id AS int4));
 
 -- name: release_run_lease --
 -- Give the lease back (a session that ends gives it back by itself).

@@ -60,6 +60,12 @@ def _vector(values: Any) -> np.ndarray:
     return np.asarray(values, dtype=np.float32)
 
 
+def _take_lease(conn: Connection, run_id: int) -> None:
+    held = conn.execute(queries()["take_run_lease"], {"lease_class": LEASE_CLASS, "run_id": run_id}).scalar_one()
+    if not held:
+        raise StoreError(f"the lease of run {run_id} is held by another session")
+
+
 class RunLease:
     """A live run's lease: a session advisory lock on (:data:`LEASE_CLASS`, run_id), held by a connection the
     run keeps open. If the process dies, Postgres ends the session and the lease with it, so the run's claims
@@ -80,12 +86,10 @@ class RunLease:
                 return
             except SQLAlchemyError:
                 self._drop()
-        params = {"lease_class": LEASE_CLASS, "run_id": self.run_id}
-
         def take() -> Connection:
             conn = self.store.engine.connect()
             try:
-                conn.execute(queries()["take_run_lease"], params)
+                _take_lease(conn, self.run_id)
                 conn.commit()
             except BaseException:
                 conn.close()
@@ -344,7 +348,7 @@ class Store:
                 with conn.begin():
                     run_id = int(conn.execute(queries()["start_run"], params).scalar_one())
                     # taken inside the insert's transaction: no other session sees the run without its lease
-                    conn.execute(queries()["take_run_lease"], {"lease_class": LEASE_CLASS, "run_id": run_id})
+                    _take_lease(conn, run_id)
                 lease = RunLease(self, run_id, conn)
             except BaseException:
                 conn.close()

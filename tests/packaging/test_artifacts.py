@@ -141,7 +141,6 @@ def artifacts(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return {"wheel": wheel, "sdist": from_sdist}
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("artifact", ["wheel", "sdist"])
 def test_installed_artifact_initialises_a_database_and_predicts(
     artifact: str, artifacts: dict[str, Path], tmp_path: Path, database_factory: Callable[[], str]
@@ -269,7 +268,6 @@ def test_dockerignore_matching_follows_docker() -> None:
     assert admitted == ["README.md", "sql/schema.sql", "catalogue_tagger/__init__.py"]
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name", ["Dockerfile.cpu", "Dockerfile.gpu"])
 def test_image_build_context_installs_and_initialises_a_database(
     name: str, tmp_path: Path, database_factory: Callable[[], str]
