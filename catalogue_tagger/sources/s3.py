@@ -25,6 +25,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from catalogue_tagger.errors import FetchError, SourceError
 from catalogue_tagger.records import ObjectInfo
 from catalogue_tagger.sources.base import ObjectStore, is_audio_name
+from catalogue_tagger.sources.log_redaction import redact_botocore_logs
 
 logger = logging.getLogger(__name__)
 
@@ -76,7 +77,9 @@ def make_s3_client(
 ) -> Any:
     """A boto3 S3 client with :func:`boto_config`; ``endpoint_url=None`` lets botocore resolve it."""
     config = boto_config(max_attempts, read_timeout_s)
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    redact_botocore_logs()  # botocore's loggers exist now; DEBUG logs must not carry credentials
+    return client
 
 
 def _error_code(exc: ClientError) -> str:
