@@ -56,7 +56,8 @@ def _long_path(root: Path) -> Path:
 
 def test_odd_file_names_are_stored_verbatim_and_tagged(store: Store, tmp_path: Path, audio_fixtures: Path) -> None:
     root = tmp_path / "catalogue"
-    paths = [root / name for name in ODD_NAMES] + [root / "..sub" / "x.wav", _long_path(root)]
+    not_utf8 = os.fsdecode(b"latin-1 caf\xe9.wav")  # bytes a POSIX file name may hold that are not UTF-8
+    paths = [root / name for name in [*ODD_NAMES, not_utf8]] + [root / "..sub" / "x.wav", _long_path(root)]
     assert len(os.fsencode(str(paths[-1].relative_to(root)))) > 1024
     for path in paths:
         path.parent.mkdir(parents=True, exist_ok=True)
