@@ -7,8 +7,10 @@ and nothing is held but one page. Into a scratch database created next to the ta
 1. first discovery of ``objects`` objects (all new), then every track is marked tagged (a tagged catalogue);
 2. rediscovery of the same listing plus ``new`` objects spread through it: what it writes (rows whose ``xmin``
    changed, WAL bytes) and how long it takes;
-3. claiming the new tracks: the plan of the claim query (EXPLAIN ANALYZE, rolled back) and the time of
-   claiming all of them as a run does, ``CLAIM_CHUNK`` at a time.
+3. claiming: the plan of the claim query (EXPLAIN ANALYZE, rolled back), with and without the partial index of
+   migration 0005, once half way through a first run (the older half tagged, the rest pending) and once with only
+   the new ones pending;
+   and the time of claiming all the new ones as a run does, ``CLAIM_CHUNK`` at a time.
 
 The process's resident memory is sampled while listing (every 0.2 s).
 
@@ -137,7 +139,10 @@ class DiscoveryScaleResult:
     rediscovery_rows_written: int = 0
     rediscovery_wal_bytes: int = 0
     rediscovery_rss: dict[str, float] = field(default_factory=dict)
-    claim_plan: list[str] = field(default_factory=list)
+    half_claim_plan: list[str] = field(default_factory=list)  # first run half done: 500k tagged, 500k pending
+    half_claim_plan_without_index: list[str] = field(default_factory=list)
+    claim_plan: list[str] = field(default_factory=list)  # 1000 pending among 1M tagged
+    claim_plan_without_index: list[str] = field(default_factory=list)
     claim_all_new_s: float = 0.0
     claimed: int = 0
     server_version: str = ""
@@ -150,6 +155,19 @@ def _source(total: int, skip_every: int | None, page_size: int) -> S3Store:
 def _scalar(store: Store, sql: str, params: dict[str, Any] | None = None) -> Any:
     with store.engine.begin() as conn:
         return conn.execute(text(sql), params or {}).scalar_one()
+
+
+def _claim_plans(store: Store, params: dict[str, Any]) -> tuple[list[str], list[str]]:
+    """EXPLAIN ANALYZE of one claim (rolled back), with and without migration 0005's partial index."""
+    explain = text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + raw_queries()["claim_pending"])
+    with store.engine.connect() as conn:
+        with_index = [row[0] for row in conn.execute(explain, params)]
+        conn.rollback()
+    with store.engine.connect() as conn:
+        conn.execute(text("DROP INDEX tracks_pending_claim_idx"))  # rolled back below
+        without_index = [row[0] for row in conn.execute(explain, params)]
+        conn.rollback()
+    return with_index, without_index
 
 
 def bench_discovery_scale(database_url: str, objects: int = 1_000_000, new: int = 1000, page_size: int = 1000,
@@ -169,6 +187,16 @@ def bench_discovery_scale(database_url: str, objects: int = 1_000_000, new: int 
         result.first_discovery_rows = counts.new
         result.first_listing_rss = rss.summary()
         log(f"first discovery: {counts.new} rows in {result.first_discovery_s:.1f} s, rss {rss.summary()}")
+
+        with store.engine.begin() as conn:  # a first run half done: the older half tagged, the newer half pending
+            conn.execute(text("UPDATE tracks SET status = 'tagged' WHERE track_id <= :half"), {"half": objects // 2})
+        with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("VACUUM ANALYZE tracks"))
+        half_run = store.start_run(first.uri, ["bench"])
+        half_params = {"run_id": half_run, "limit": CLAIM_CHUNK, "partition_key": None, "claim_ttl_s": CLAIM_TTL_S}
+        result.half_claim_plan, result.half_claim_plan_without_index = _claim_plans(store, half_params)
+        log("claim with half tagged:\n  " + "\n  ".join(result.half_claim_plan))
+        log("without tracks_pending_claim_idx:\n  " + "\n  ".join(result.half_claim_plan_without_index))
 
         with store.engine.begin() as conn:  # a tagged catalogue: nothing pending before the new objects arrive
             conn.execute(text("UPDATE tracks SET status = 'tagged', tagged_at = now()"))
@@ -196,15 +224,13 @@ def bench_discovery_scale(database_url: str, objects: int = 1_000_000, new: int 
             conn.execute(text("ANALYZE tracks"))
         run_id = store.start_run(again.uri, ["bench"])
         params = {"run_id": run_id, "limit": CLAIM_CHUNK, "partition_key": None, "claim_ttl_s": CLAIM_TTL_S}
-        with store.engine.connect() as conn:
-            plan = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + raw_queries()["claim_pending"]), params)
-            result.claim_plan = [row[0] for row in plan]
-            conn.rollback()
+        result.claim_plan, result.claim_plan_without_index = _claim_plans(store, params)
         started = time.perf_counter()
         while batch := store.claim_pending(run_id, CLAIM_CHUNK):
             result.claimed += len(batch)
         result.claim_all_new_s = time.perf_counter() - started
         log("claim plan:\n  " + "\n  ".join(result.claim_plan))
+        log("without tracks_pending_claim_idx:\n  " + "\n  ".join(result.claim_plan_without_index))
     return result
 
 
