@@ -60,10 +60,16 @@ CREATE TEMP TABLE IF NOT EXISTS stage_objects (
 
 -- name: merge_objects_from_stage --
 -- New uris become pending tracks, a changed etag makes a track pending again, unchanged rows are not written.
+-- Unchanged objects are dropped before the INSERT: ON CONFLICT would lock (and so dirty) every known row, which
+-- at a million objects is most of a rediscovery's cost; ON CONFLICT stays for racing runs. The per-row scalar
+-- subquery is one probe of tracks_uri_key per staged object whatever the catalogue's size (an anti-join would
+-- be planned as a hash join over all of tracks, for every batch).
 WITH upserted AS (
     INSERT INTO tracks AS t (uri, etag, size_bytes, last_modified, partition_key)
-    SELECT uri, etag, size_bytes, last_modified, partition_key FROM stage_objects
-    ORDER BY uri  -- one lock order for every writer: concurrent discoveries cannot deadlock
+    SELECT s.uri, s.etag, s.size_bytes, s.last_modified, s.partition_key
+    FROM stage_objects s
+    WHERE s.etag IS DISTINCT FROM (SELECT k.etag FROM tracks k WHERE k.uri = s.uri)
+    ORDER BY s.uri  -- one lock order for every writer: concurrent discoveries cannot deadlock
     ON CONFLICT (uri) DO UPDATE
     SET etag = EXCLUDED.etag,
         size_bytes = EXCLUDED.size_bytes,

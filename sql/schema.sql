@@ -158,3 +158,7 @@ SELECT t.uri, m.name AS model, tt.tag, tt.score
 FROM track_tags tt
 JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
 JOIN current_models m ON m.model_id = tt.model_id;
+
+-- === 0003 discovery scale ===
+-- Claims without a partition read only pending rows, in track_id order, whatever the size of the catalogue.
+CREATE INDEX tracks_pending_claim_idx ON tracks (track_id) WHERE status = 'pending';

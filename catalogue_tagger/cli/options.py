@@ -56,7 +56,8 @@ def run_options(func: F) -> F:
                      help="Segments per inference batch, across tracks (default: $CATALOGUE_TAGGER_BATCH_SIZE, "
                      "else 64)."),
         click.option("--max-duration", "max_duration_s", type=float, default=None,
-                     help="Decode at most this many seconds per track (default: $CATALOGUE_TAGGER_MAX_DURATION)."),
+                     help="Decode at most this many seconds per track; a longer track is tagged from its start "
+                     "and flagged capped (default: $CATALOGUE_TAGGER_MAX_DURATION)."),
     )):
         func = option(func)
     return func

@@ -11,6 +11,9 @@ Credentials come only from the standard AWS chain (environment, config files, in
 from __future__ import annotations
 
 import io
+import logging
+import random
+import time
 from collections import OrderedDict
 from collections.abc import Iterator
 from typing import Any, BinaryIO, cast
@@ -22,10 +25,20 @@ from botocore.exceptions import BotoCoreError, ClientError
 from catalogue_tagger.errors import FetchError, SourceError
 from catalogue_tagger.records import ObjectInfo
 from catalogue_tagger.sources.base import ObjectStore, is_audio_name
+from catalogue_tagger.sources.log_redaction import redact_botocore_logs
 
-#: Retries with client-side rate limiting: a big catalogue run issues many small requests and should back off
-#: under throttling instead of failing tracks.
-BOTO_CONFIG = Config(retries={"max_attempts": 10, "mode": "adaptive"})
+logger = logging.getLogger(__name__)
+
+#: Attempts per request (botocore's retry budget, the first try included): 500, 503, ``SlowDown``, resets and
+#: timeouts before the response are retried by botocore with jittered exponential backoff, and client-side
+#: rate limiting ("adaptive") slows a big run down under throttling instead of failing its tracks.
+DEFAULT_MAX_ATTEMPTS = 10
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
+DEFAULT_READ_TIMEOUT_S = 60.0  # a socket silent this long (headers or body) counts as a failed attempt
+#: Attempts at reading one ranged GET's body. botocore retries a request until its response starts; a body
+#: that stalls or is cut off afterwards is retried here, with a fresh GET of the same range (still If-Match).
+DEFAULT_BODY_ATTEMPTS = 5
+BODY_RETRY_BASE_S = 0.05  # backoff before body attempt i (1-based, after the first): rand(0, base · 2^i)
 
 DEFAULT_BLOCK_SIZE = 1 << 20  # read-ahead per ranged GET
 DEFAULT_CACHED_BLOCKS = 4  # head, tail (moov) and the streaming position fit
@@ -43,9 +56,30 @@ def parse_s3_uri(uri: str) -> tuple[str, str]:
     return bucket, key
 
 
-def make_s3_client(endpoint_url: str | None = None) -> Any:
-    """A boto3 S3 client with :data:`BOTO_CONFIG`; ``endpoint_url=None`` lets botocore resolve it."""
-    return boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=BOTO_CONFIG)
+def boto_config(
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    connect_timeout_s: float = DEFAULT_CONNECT_TIMEOUT_S,
+) -> Config:
+    """The botocore configuration of our clients: adaptive retries within ``max_attempts``, socket timeouts."""
+    return Config(
+        retries={"total_max_attempts": max_attempts, "mode": "adaptive"},
+        read_timeout=read_timeout_s,
+        connect_timeout=connect_timeout_s,
+    )
+
+
+def make_s3_client(
+    endpoint_url: str | None = None,
+    *,
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+) -> Any:
+    """A boto3 S3 client with :func:`boto_config`; ``endpoint_url=None`` lets botocore resolve it."""
+    config = boto_config(max_attempts, read_timeout_s)
+    client = boto3.session.Session().client("s3", endpoint_url=endpoint_url, config=config)
+    redact_botocore_logs()  # botocore's loggers exist now; DEBUG logs must not carry credentials
+    return client
 
 
 def _error_code(exc: ClientError) -> str:
@@ -56,7 +90,9 @@ class S3Store(ObjectStore):
     """Audio objects under ``s3://bucket/prefix``.
 
     The client is created on first use and dropped when pickled, so a store can be handed to decode worker
-    processes, each of which then makes its own client.
+    processes, each of which then makes its own client. ``max_attempts`` and ``read_timeout_s`` set the retry
+    budget and socket timeout of that client (see :func:`boto_config`); ``body_attempts`` that of each ranged
+    read's body (see :class:`S3Object`).
     """
 
     def __init__(
@@ -67,6 +103,9 @@ class S3Store(ObjectStore):
         endpoint_url: str | None = None,
         page_size: int = 1000,
         block_size: int = DEFAULT_BLOCK_SIZE,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+        body_attempts: int = DEFAULT_BODY_ATTEMPTS,
         client: Any = None,
     ) -> None:
         self.bucket = bucket
@@ -74,6 +113,9 @@ class S3Store(ObjectStore):
         self.endpoint_url = endpoint_url
         self.page_size = page_size
         self.block_size = block_size
+        self.max_attempts = max_attempts
+        self.read_timeout_s = read_timeout_s
+        self.body_attempts = body_attempts
         self._client = client
 
     @classmethod
@@ -88,7 +130,9 @@ class S3Store(ObjectStore):
     @property
     def client(self) -> Any:
         if self._client is None:
-            self._client = make_s3_client(self.endpoint_url)
+            self._client = make_s3_client(
+                self.endpoint_url, max_attempts=self.max_attempts, read_timeout_s=self.read_timeout_s
+            )
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
@@ -125,7 +169,11 @@ class S3Store(ObjectStore):
     def open(self, uri: str) -> BinaryIO:
         bucket, key = parse_s3_uri(uri)
         # S3Object implements the binary file interface (io.RawIOBase); typing.BinaryIO is nominal.
-        return cast(BinaryIO, S3Object(self.client, bucket, key, block_size=self.block_size))
+        return cast(
+            BinaryIO,
+            S3Object(self.client, bucket, key, block_size=self.block_size, body_attempts=self.body_attempts),
+        )
+
 
 def _head(client: Any, bucket: str, key: str) -> dict[str, Any]:
     uri = f"s3://{bucket}/{key}"
@@ -146,6 +194,10 @@ class S3Object(io.RawIOBase):
 
     Every GET carries ``If-Match`` with the etag seen when opening, so an object overwritten mid-read fails with
     :class:`FetchError` instead of mixing bytes of two versions. At most ``cached_blocks`` blocks are held.
+
+    Failures before a response are retried by the client (its retry budget); a body that is cut off, stalls
+    past the client's read timeout or comes back short is fetched again, up to ``body_attempts`` GETs per block.
+    Past either budget the read raises :class:`FetchError` (kind ``fetch_error``).
     """
 
     def __init__(
@@ -156,6 +208,7 @@ class S3Object(io.RawIOBase):
         *,
         block_size: int = DEFAULT_BLOCK_SIZE,
         cached_blocks: int = DEFAULT_CACHED_BLOCKS,
+        body_attempts: int = DEFAULT_BODY_ATTEMPTS,
         owns_client: bool = False,
     ) -> None:
         super().__init__()
@@ -169,6 +222,7 @@ class S3Object(io.RawIOBase):
         self.etag = str(head["ETag"])
         self.block_size = block_size
         self._cached_blocks = max(1, cached_blocks)
+        self._body_attempts = max(1, body_attempts)
         self._blocks: OrderedDict[int, bytes] = OrderedDict()
         self._pos = 0
         self.requests = 0  # ranged GETs issued, for tests and diagnostics
@@ -234,22 +288,48 @@ class S3Object(io.RawIOBase):
         return block
 
     def _get_range(self, start: int, stop: int) -> bytes:
+        span = f"bytes {start}-{stop - 1}"
+        for attempt in range(1, self._body_attempts + 1):
+            try:
+                return self._get_range_once(start, stop)
+            except _BodyError as exc:
+                if attempt == self._body_attempts:
+                    raise FetchError(
+                        f"{self.uri}: {span}: gave up after {attempt} attempts: {exc}"
+                    ) from exc.__cause__
+                logger.debug("%s: %s: attempt %d failed (%s), reading again", self.uri, span, attempt, exc)
+                time.sleep(random.uniform(0.0, BODY_RETRY_BASE_S * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _get_range_once(self, start: int, stop: int) -> bytes:
+        """One ranged GET. Errors of the request are final (botocore retried them); errors of the body raise
+        :class:`_BodyError`, which the caller retries."""
         self.requests += 1
+        span = f"bytes {start}-{stop - 1}"
         try:
             response = self._client.get_object(
                 Bucket=self.bucket, Key=self.key, Range=f"bytes={start}-{stop - 1}", IfMatch=self.etag
             )
-            with response["Body"] as body:
-                data: bytes = body.read()
         except ClientError as exc:
             code = _error_code(exc)
             if code in ("PreconditionFailed", "412"):
                 raise FetchError(f"{self.uri}: object changed while reading") from exc
             if code in _MISSING_CODES:
                 raise FetchError(f"{self.uri}: object disappeared while reading") from exc
-            raise FetchError(f"{self.uri}: bytes {start}-{stop - 1}: {code or 'request failed'}: {exc}") from exc
+            raise FetchError(f"{self.uri}: {span}: {code or 'request failed'}: {exc}") from exc
         except BotoCoreError as exc:
-            raise FetchError(f"{self.uri}: bytes {start}-{stop - 1}: {exc}") from exc
+            raise FetchError(f"{self.uri}: {span}: {exc}") from exc
+        body = response["Body"]  # botocore's StreamingBody: its read() wraps urllib3's errors in BotoCoreError
+        try:
+            data: bytes = body.read()
+        except (BotoCoreError, OSError) as exc:  # cut off, reset or stalled mid-body
+            raise _BodyError(f"{type(exc).__name__}: {exc}") from exc
+        finally:
+            body.close()
         if len(data) != stop - start:
-            raise FetchError(f"{self.uri}: bytes {start}-{stop - 1}: got {len(data)} bytes")
+            raise _BodyError(f"got {len(data)} of {stop - start} bytes")
         return data
+
+
+class _BodyError(Exception):
+    """A ranged GET's body could not be read whole (retried by :meth:`S3Object._get_range`)."""

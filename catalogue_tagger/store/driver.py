@@ -80,7 +80,11 @@ def copy_rows(
     numpy vectors directly; without, it is text COPY of Python values.
     """
     binary = types is not None
-    statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN" + (" (FORMAT BINARY)" if binary else "")
+    statement = psycopg.sql.SQL("COPY {} ({}) FROM STDIN {}").format(
+        psycopg.sql.Identifier(table),
+        psycopg.sql.SQL(", ").join(psycopg.sql.Identifier(c) for c in columns),
+        psycopg.sql.SQL("(FORMAT BINARY)" if binary else ""),
+    )
     count = 0
     with _raw(conn).cursor() as cursor:
         if binary:
