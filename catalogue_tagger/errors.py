@@ -117,3 +117,28 @@ class EmbeddedPostgresError(StoreError):
     """The embedded Postgres server could not be started or stopped."""
 
     kind = "embedded_postgres_error"
+
+
+# --- catalogue intelligence ------------------------------------------------------------------------
+class UnknownTrack(TaggerError):
+    """No such track in the database, or it lacks what the request needs (e.g. an embedding)."""
+
+    kind = "unknown_track"
+
+
+class LabelsFileError(TaggerError):
+    """A labels CSV (uri,label[,value]) could not be read."""
+
+    kind = "labels_file_error"
+
+
+class TooFewLabels(TaggerError):
+    """The labelled sample is too small to train or calibrate anything worth storing."""
+
+    kind = "too_few_labels"
+
+
+class InvalidQuery(TaggerError):
+    """A filter or a plain-words query could not be understood."""
+
+    kind = "invalid_query"

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from catalogue_tagger.feeder import DecodePool, FeedOptions, decode_track, windowings_for
+from catalogue_tagger.heads import score_after_run
 from catalogue_tagger.inference.base import Backend, open_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
@@ -123,6 +124,7 @@ def tag(
         else:
             _run_inline(source, claims, feed, loop, writer, progress)
         writer.close()  # raises if a write failed: then the run is recorded as failed
+        score_after_run(store, run_id)  # heads score the new tracks from their stored embeddings
         status = "completed"
     finally:
         for backend in backends.values():

@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from catalogue_tagger.records import ModelOutput, TrackFailure
+from catalogue_tagger.records import ModelOutput, TrackFailure, TrackResult
 
 TOP_N = 5
 
@@ -46,7 +46,9 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
 @click.option("--backend", type=click.Choice(["torch", "onnx", "tensorrt"]), default="torch", show_default=True)
 @click.option("--device", default="cpu", show_default=True)
 @click.option("--max-duration", "max_duration_s", type=float, default=None, help="Decode at most this many seconds.")
-def predict(files: tuple[str, ...], models: str, segments: bool, embedding: bool, fmt: str, batch_size: int, backend: str, device: str, max_duration_s: float | None) -> None:
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Draw the taggram to this PNG (several files or models: NAME-<file>-<model>.png beside it).")
+def predict(files: tuple[str, ...], models: str, segments: bool, embedding: bool, fmt: str, batch_size: int, backend: str, device: str, max_duration_s: float | None, plot_path: str | None) -> None:
     """Tag FILES with a model and print the track scores (exit 1 if any file could not be tagged)."""
     from catalogue_tagger.models.registry import get_spec
     from catalogue_tagger.predict import predict_files
@@ -55,8 +57,12 @@ def predict(files: tuple[str, ...], models: str, segments: bool, embedding: bool
     specs = {name: get_spec(name) for name in names}
     failed = False
     rows: list[dict[str, Any]] = []
-    for prediction in predict_files(files, names, batch_size=batch_size, backend=backend, device=device, keep_segments=segments, max_duration_s=max_duration_s):
+    for prediction in predict_files(files, names, batch_size=batch_size, backend=backend, device=device, keep_segments=segments or plot_path is not None, max_duration_s=max_duration_s):
         outcome = prediction.outcome
+        if plot_path is not None and isinstance(outcome, TrackResult):
+            from catalogue_tagger.cli.taggram import draw_taggrams
+
+            draw_taggrams(plot_path, prediction.path, outcome, specs, several=len(files) * len(names) > 1)
         if isinstance(outcome, TrackFailure):
             failed = True
             records = [{"path": prediction.path, "model": name, "error": {"kind": outcome.kind, "detail": outcome.detail}} for name in names]
