@@ -83,7 +83,7 @@ def _prevalence(report: CatalogueReport, path: Path, top: int) -> Path:
         ax.barh(tags, [r[2] for r in rows][::-1], color="tab:blue", label="mean score")
         ax.barh(tags, [r[3] for r in rows][::-1], color="tab:orange", alpha=0.55, height=0.45,
                 label=f"share of tracks ≥ {report.cut:g}")
-        ax.set_xlim(0, 1)
+        ax.set_xlim(0, min(1.0, max([0.05, *(1.15 * max(r[2], r[3]) for r in rows)])))
         ax.set_title(f"{model}: top {len(rows)} tags")
         ax.legend(loc="lower right", fontsize=8)
     fig.suptitle(f"tag prevalence over {int(report.counts['tagged'])} tagged tracks")
@@ -128,7 +128,8 @@ def _throughput(report: CatalogueReport, path: Path) -> Path:
     runs = [r for r in report.runs if r["wall_s"]]
     if runs:
         ids = [str(r["run_id"]) for r in runs]
-        bars = ax.bar(ids, [r["xrealtime"] for r in runs], color="tab:green")
+        bars = ax.bar(ids, [r["xrealtime"] for r in runs], color="tab:green", width=0.6)
+        ax.set_xlim(-0.8, max(len(runs), 4) - 0.2)
         for bar, r in zip(bars, runs):
             ax.annotate(f"{r['tagged']} tr", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
                         ha="center", va="bottom", fontsize=8)
