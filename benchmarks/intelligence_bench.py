@@ -200,6 +200,7 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=N_SCORE)
     parser.add_argument("--recall-queries", type=int, default=100)
     parser.add_argument("--skip-scoring", action="store_true")
+    parser.add_argument("--only-scoring", action="store_true", help="Only the 100,000-embedding scoring figures.")
     args = parser.parse_args()
     out: dict[str, Any] = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                       text=True).stdout.strip()}
@@ -207,6 +208,14 @@ def main() -> None:
         assert real.embedding_type == "real[]" and vector.embedding_type == "vector"
         if not tagged_uris(vector):
             out["copied_to_vector"] = copy_catalogue(real, vector)
+        if args.only_scoring:
+            out["scoring"] = {
+                "real[]": scoring_figures(real, args.real_url, args.n, 0),
+                "vector": scoring_figures(real, args.vector_url, args.n, args.recall_queries),
+            }
+            print(json.dumps(out["scoring"]))
+            Path(args.out).write_text(json.dumps(out, indent=2, default=str))
+            return
         with real.connection() as conn:
             stats = conn.exec_driver_sql("SELECT stats FROM runs WHERE status = 'completed' ORDER BY run_id LIMIT 1").scalar_one()
             durations = conn.exec_driver_sql("SELECT count(*), sum(duration_s) FROM tracks WHERE status = 'tagged'").one()

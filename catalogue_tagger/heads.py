@@ -4,8 +4,8 @@ One L2-regularised logistic regression per label (scikit-learn, balanced class w
 features, the regularisation strength chosen by an inner cross-validation), evaluated by an outer
 stratified k-fold: the ROC-AUC and PR-AUC reported are on tracks each fold never saw. Those out-of-fold
 scores also calibrate the head's yes/no thresholds (:mod:`catalogue_tagger.calibrate`). The final
-model is refit on every labelled track; the standardisation is folded into its weights so the database
-scores ``sigmoid(bias + weights · embedding)`` straight from ``track_embeddings`` — no decode.
+model is refit on every labelled track; the standardisation is folded into its weights, so scoring is
+``sigmoid(bias + weights · embedding)`` over ``track_embeddings`` read by binary COPY — no decode.
 
 A label with fewer than ``min_per_class`` positives or negatives is refused with the reason, and a
 head none of whose labels qualify is not stored at all (:class:`TooFewLabels`).

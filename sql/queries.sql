@@ -354,37 +354,59 @@ INSERT INTO head_labels (model_id, tag, weights, bias, l2, n_positive, n_negativ
 VALUES (:model_id, :tag, CAST(:weights AS real[]), :bias, :l2, :n_positive, :n_negative, :cv_roc_auc, :cv_pr_auc)
 ON CONFLICT (model_id, tag) DO NOTHING;
 
--- name: score_heads --
--- Score tracks with heads from their stored embeddings (no decode): one head (:head_id) or every
--- current head (NULL); every tagged track with an embedding of the head's source model (:run_id NULL),
--- or only the tracks a run tagged plus those the head never scored. Unchanged scores are not rewritten.
-WITH selected_heads AS (
-    SELECT h.model_id, h.source_model_id
-    FROM heads h
-    WHERE (CAST(:head_id AS integer) IS NULL AND h.model_id IN (SELECT model_id FROM current_models WHERE kind = 'head'))
-       OR h.model_id = CAST(:head_id AS integer)
-), run AS (
-    SELECT started_at FROM runs WHERE run_id = CAST(:run_id AS bigint)
-), scored AS (
+-- name: heads_to_score --
+-- One head version (:head_id) or every current head (NULL): its labels (score order), source model and size.
+SELECT h.model_id, h.source_model_id, m.labels, s.embedding_dim
+FROM heads h
+JOIN models m ON m.model_id = h.model_id
+JOIN models s ON s.model_id = h.source_model_id
+WHERE (CAST(:head_id AS integer) IS NULL AND h.model_id IN (SELECT model_id FROM current_models WHERE kind = 'head'))
+   OR h.model_id = CAST(:head_id AS integer)
+ORDER BY h.model_id;
+
+-- name: head_label_weights --
+-- The regression of each label of a head version.
+SELECT tag, weights, bias FROM head_labels WHERE model_id = :model_id;
+
+-- name: embeddings_to_score --
+-- A page (track_id > :after, :page rows) of the stored embeddings a head scores: every tagged track's
+-- (:run_id NULL), or those a run tagged plus those the head never scored. Read by binary COPY.
+SELECT e.track_id, CAST(e.embedding AS real[])
+FROM track_embeddings e
+JOIN tracks t ON t.track_id = e.track_id AND t.status = 'tagged'
+WHERE e.model_id = CAST(:source_model_id AS integer)
+  AND embedding_dims(e.embedding) = CAST(:dim AS integer)
+  AND e.track_id > CAST(:after AS bigint)
+  AND (CAST(:run_id AS bigint) IS NULL
+       OR t.tagged_at >= (SELECT started_at FROM runs WHERE run_id = CAST(:run_id AS bigint))
+       OR NOT EXISTS (SELECT 1 FROM track_tags x
+                      WHERE x.track_id = e.track_id AND x.model_id = CAST(:head_id AS integer)))
+ORDER BY e.track_id
+LIMIT CAST(:page AS integer);
+
+-- name: create_stage_head_scores --
+-- Per-session staging table for head scores (one row per track, scores in the head's label order).
+CREATE TEMP TABLE IF NOT EXISTS stage_head_scores (
+    track_id bigint NOT NULL,
+    model_id integer NOT NULL,
+    score    real[] NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: merge_head_scores_from_stage --
+-- Head scores into track_tags (score_max = score); unchanged rows are not rewritten. Returns rows written.
+WITH written AS (
     INSERT INTO track_tags AS tt (track_id, model_id, tag, score, score_max)
-    SELECT e.track_id, h.model_id, l.tag, s.score, s.score
-    FROM selected_heads h
-    JOIN head_labels l ON l.model_id = h.model_id
-    JOIN track_embeddings e ON e.model_id = h.source_model_id
-    JOIN tracks t ON t.track_id = e.track_id AND t.status = 'tagged'
-    CROSS JOIN LATERAL (
-        SELECT CAST(1 / (1 + exp(-least(50, greatest(-50, l.bias + embedding_dot(e.embedding, l.weights)))))
-                    AS real) AS score
-    ) s
-    WHERE CAST(:run_id AS bigint) IS NULL
-       OR t.tagged_at >= (SELECT started_at FROM run)
-       OR NOT EXISTS (SELECT 1 FROM track_tags x WHERE x.track_id = e.track_id AND x.model_id = h.model_id)
+    SELECT s.track_id, s.model_id, l.tag, l.score, l.score
+    FROM stage_head_scores s
+    JOIN tracks t ON t.track_id = s.track_id AND t.status = 'tagged'
+    JOIN models m ON m.model_id = s.model_id
+    CROSS JOIN LATERAL unnest(m.labels, s.score) AS l (tag, score)
     ON CONFLICT (track_id, model_id, tag) DO UPDATE
     SET score = EXCLUDED.score, score_max = EXCLUDED.score_max
     WHERE (tt.score, tt.score_max) IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.score_max)
-    RETURNING tt.track_id
+    RETURNING 1
 )
-SELECT count(*) AS rows_written, count(DISTINCT track_id) AS tracks FROM scored;
+SELECT count(*) FROM written;
 
 -- name: list_heads --
 -- Every head version with its source model, labels and cross-validated figures, newest first.

@@ -15,8 +15,8 @@ import numpy as np
 import numpy.typing as npt
 
 from catalogue_tagger.errors import StoreError, UnknownModel, UnknownTrack
-from catalogue_tagger.store.driver import store_errors
-from catalogue_tagger.store.queries import queries
+from catalogue_tagger.store.driver import copy_out_id_vectors, copy_rows, run_script, store_errors
+from catalogue_tagger.store.queries import queries, raw_queries
 from catalogue_tagger.store.store import Store
 
 
@@ -148,11 +148,41 @@ def save_head(
     return model_id
 
 
-def score_heads(store: Store, head_id: int | None = None, run_id: int | None = None) -> tuple[int, int]:
-    """Score tracks with one head (or every current head) from stored embeddings; (rows written, tracks)."""
-    with store_errors("score heads"), store.engine.begin() as conn:
-        row = conn.execute(queries()["score_heads"], {"head_id": head_id, "run_id": run_id}).one()
-    return int(row.rows_written), int(row.tracks)
+SCORE_PAGE = 20_000  # embeddings per transaction when heads score (≈ 16 MB of 200-d float32)
+
+
+def score_heads(
+    store: Store, head_id: int | None = None, run_id: int | None = None, page: int = SCORE_PAGE
+) -> tuple[int, int]:
+    """Score tracks with one head version (or every current head) from stored embeddings; (rows written,
+    tracks read). ``run_id``: only the tracks that run tagged, plus any the head never scored.
+
+    Embeddings are read a page at a time by binary COPY, scored with numpy (``sigmoid(X @ W.T + b)``),
+    staged by COPY and merged; unchanged scores are not rewritten.
+    """
+    written = tracks = 0
+    for head in _all(store, "heads_to_score", {"head_id": head_id}):
+        labels = list(head.labels)
+        rows = {r.tag: r for r in _all(store, "head_label_weights", {"model_id": head.model_id})}
+        weights = np.stack([np.asarray(rows[t].weights, dtype=np.float64) for t in labels])  # (labels, dim)
+        bias = np.array([rows[t].bias for t in labels], dtype=np.float64)
+        after = 0
+        while True:
+            params = {"source_model_id": head.source_model_id, "dim": head.embedding_dim, "after": after,
+                      "run_id": run_id, "head_id": head.model_id, "page": page}
+            with store_errors(f"score head {head.model_id}"), store.engine.begin() as conn:
+                ids, x = copy_out_id_vectors(conn, queries()["embeddings_to_score"], params, head.embedding_dim)
+                if ids.size == 0:
+                    break
+                z = np.clip(x.astype(np.float64) @ weights.T + bias, -50.0, 50.0)
+                scores = (1.0 / (1.0 + np.exp(-z))).astype(np.float32)  # (page, labels)
+                run_script(conn, raw_queries()["create_stage_head_scores"])
+                copy_rows(conn, "stage_head_scores", ("track_id", "model_id", "score"),
+                          ((int(i), head.model_id, s) for i, s in zip(ids, scores)), types=("int8", "int4", "float4[]"))
+                written += int(conn.execute(queries()["merge_head_scores_from_stage"]).scalar_one())
+            tracks += int(ids.size)
+            after = int(ids[-1])
+    return written, tracks
 
 
 def list_heads(store: Store) -> list[dict[str, Any]]:

@@ -173,8 +173,8 @@ def test_similar_command(catalogue: Catalogue) -> None:
 
 
 # --- heads and calibration ---------------------------------------------------------------------------
-def test_head_learns_the_package_from_stored_embeddings(real_array_catalogue: Catalogue) -> None:
-    cat = real_array_catalogue
+def test_head_learns_the_package_from_stored_embeddings(catalogue: Catalogue) -> None:
+    cat = catalogue
     report = train_head(cat.store, _package_labels(cat), "package")
     assert {f.tag for f in report.fit.fits} == {"nexuiz", "wesnoth"} and not report.fit.skipped
     for fit in report.fit.fits:
