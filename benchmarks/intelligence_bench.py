@@ -39,6 +39,7 @@ from catalogue_tagger.records import ModelOutput, ObjectInfo, TrackResult
 from catalogue_tagger.similar import similar
 from catalogue_tagger.store import intelligence as db
 from catalogue_tagger.store.driver import scratch_database
+from catalogue_tagger.store.queries import queries as sql_queries
 from catalogue_tagger.store.store import Store
 
 MODELS = ("musicnn-mtt", "samplecnn-mtt")
@@ -106,6 +107,28 @@ def precision_by_package(store: Store, model: str, exact: bool) -> dict[str, Any
         "mean_random": float(np.mean([(sizes[packages[u]] - 1) / (n - 1) for u in uris])),
         "median_query_ms": 1000 * float(np.median(latencies)),
     }
+
+
+def recall_by_ef_search(store: Store, model: str, uris: list[str], ef_values: tuple[int, ...] = (64, 128, 256)) -> dict[str, Any]:
+    """Recall@10 of the index vs the exact scan for several hnsw.ef_search values (the function's floor is 64)."""
+    params = {"model": model, "top": K, "filter_tags": [], "filter_min": [], "filter_max": [], "tags_model": None}
+    exact = {}
+    for uri in uris:
+        with store.engine.begin() as conn:
+            exact[uri] = {r.uri for r in conn.execute(sql_queries()["similar_tracks"], {**params, "uri": uri, "exact": True})}
+    out: dict[str, Any] = {}
+    for ef in ef_values:
+        recalls, times = [], []
+        for uri in uris:
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql(f"SET LOCAL hnsw.ef_search = {int(ef)}")
+                started = time.perf_counter()
+                got = {r.uri for r in conn.execute(sql_queries()["similar_tracks"], {**params, "uri": uri, "exact": False})}
+                times.append(time.perf_counter() - started)
+            recalls.append(len(got & exact[uri]) / len(exact[uri]))
+        out[str(ef)] = {"recall_at_10": float(np.mean(recalls)), "min_recall_at_10": float(np.min(recalls)),
+                        "queries_below_0.8": int(np.sum(np.array(recalls) < 0.8)), "median_ms": 1000 * float(np.median(times))}
+    return out
 
 
 def recall_index_vs_exact(store: Store, model: str, queries: list[str]) -> dict[str, float]:
@@ -189,6 +212,7 @@ def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int,
         if store.embedding_type == "vector" and recall_queries:
             queries = random.Random(seed).sample(uris, recall_queries)
             figures["recall_100k"] = recall_index_vs_exact(store, "musicnn-mtt", queries)
+            figures["recall_100k_by_ef_search"] = recall_by_ef_search(store, "musicnn-mtt", queries)
     return figures
 
 
@@ -201,6 +225,7 @@ def main() -> None:
     parser.add_argument("--recall-queries", type=int, default=100)
     parser.add_argument("--skip-scoring", action="store_true")
     parser.add_argument("--only-scoring", action="store_true", help="Only the 100,000-embedding scoring figures.")
+    parser.add_argument("--only-vector", action="store_true", help="With --only-scoring: the pgvector server only.")
     args = parser.parse_args()
     out: dict[str, Any] = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                       text=True).stdout.strip()}
@@ -210,7 +235,7 @@ def main() -> None:
             out["copied_to_vector"] = copy_catalogue(real, vector)
         if args.only_scoring:
             out["scoring"] = {
-                "real[]": scoring_figures(real, args.real_url, args.n, 0),
+                "real[]": scoring_figures(real, args.real_url, args.n, 0) if not args.only_vector else {},
                 "vector": scoring_figures(real, args.vector_url, args.n, args.recall_queries),
             }
             print(json.dumps(out["scoring"]))
