@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck clean
+.PHONY: setup demo test slow lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,7 +19,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/mypy
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests -m "not slow"
+
+# long fault-injection trials and scale benchmarks (figures in the README's "Reliability"); not part of CI
+slow: $(STAMP)
+	$(BIN)/python -m pytest tests -m slow -s
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

@@ -65,7 +65,8 @@ def copy_catalogue(source: Store, target: Store) -> int:
     target.record_objects(ObjectInfo(t.uri, t.etag, t.size_bytes, t.last_modified) for t in tracks)
     models = {name: db.current_model(source, name) for name in MODELS}
     ids = {name: target.register_model(name, m.weights_sha256, m.labels, m.kind, m.embedding_dim) for name, m in models.items()}
-    run_id = target.start_run("copy", list(MODELS))
+    lease = target.open_run("copy", list(MODELS))
+    run_id = lease.run_id
     durations = {t.uri: float(t.duration_s) for t in tracks}
     embeddings = {name: db.embeddings_for_uris(source, m.model_id, list(durations)) for name, m in models.items()}
     copied = 0
@@ -82,6 +83,7 @@ def copy_catalogue(source: Store, target: Store) -> int:
         target.write_results(results, ids)
         copied += len(results)
     target.finish_run(run_id, {"tagged": copied})
+    lease.close()
     return copied
 
 
@@ -174,13 +176,15 @@ def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int,
     base = np.stack([real[u] for u in base_uris])
     noise = 0.3 * base.std(axis=0)
     with scratch_database(server_url, "ct_bench_heads") as url, Store.connect(url) as store:
+        store.migrate()
         when = datetime(2026, 1, 1, tzinfo=timezone.utc)
         uris = [*base_uris, *(f"bench://copy/{i:06d}/{package_of(base_uris[i % len(base_uris)])}/x.flac"
                               for i in range(n - len(base_uris)))]
         started = time.perf_counter()
         store.record_objects(ObjectInfo(u, "e", 1, when) for u in uris)
         model_id = store.register_model("musicnn-mtt", source.weights_sha256, (), "spectrogram", source.embedding_dim)
-        run_id = store.start_run("bench", ["musicnn-mtt"])
+        lease = store.open_run("bench", ["musicnn-mtt"])
+        run_id = lease.run_id
         empty = np.zeros(0, dtype=np.float32)
         index = {u: i for i, u in enumerate(uris)}
         while claimed := store.claim_pending(run_id, 2000):
@@ -193,6 +197,8 @@ def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int,
                 results.append(TrackResult(task.track_id, task.uri, 1.0,
                                            (ModelOutput("musicnn-mtt", source.weights_sha256, 1, empty, empty, x),)))
             store.write_results(results, {"musicnn-mtt": model_id})
+        store.finish_run(run_id, {"tagged": n})
+        lease.close()
         load_s = time.perf_counter() - started
         labels = LabelSet(tuple(r for r in package_labels(corpus).rows), "debian packages")
         report = train_head(store, labels, "bench-head", "musicnn-mtt")
@@ -230,6 +236,8 @@ def main() -> None:
     out: dict[str, Any] = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                       text=True).stdout.strip()}
     with Store.connect(args.real_url) as real, Store.connect(args.vector_url) as vector:
+        real.migrate()
+        vector.migrate()
         assert real.embedding_type == "real[]" and vector.embedding_type == "vector"
         if not tagged_uris(vector):
             out["copied_to_vector"] = copy_catalogue(real, vector)

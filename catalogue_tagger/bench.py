@@ -18,10 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from catalogue_tagger.config import Settings
 from catalogue_tagger.decode import decode_stream
-from catalogue_tagger.inference.base import open_backend
+from catalogue_tagger.inference.base import open_backend, resolve_backend
 from catalogue_tagger.models.registry import get_spec
-from catalogue_tagger.pipeline import TagOptions, tag
+from catalogue_tagger.pipeline import tag
 from catalogue_tagger.sources import ObjectStore, open_source
 from catalogue_tagger.store.driver import scratch_database
 from catalogue_tagger.store.store import Store
@@ -58,10 +59,12 @@ def decode_only(source: str, uris: Sequence[str], workers: int, s3_endpoint_url:
     return {"audio_s": audio, "wall_s": wall, "xrealtime": audio / wall}
 
 
-def inference_only(model: str, backend: str, device: str, batch_size: int, min_s: float = 3.0) -> dict[str, float]:
+def inference_only(model: str, settings: Settings, min_s: float = 3.0) -> dict[str, float]:
+    """Segments/s of ``model`` on random full batches of ``settings.batch_size``."""
     spec = get_spec(model)
+    batch_size = settings.batch_size
     batch = (np.random.default_rng(0).standard_normal((batch_size, spec.window)) * 0.1).astype(np.float32)
-    with open_backend(model, backend, device, max_batch=batch_size) as runner:
+    with open_backend(model, settings) as runner:
         runner.run(batch)  # warm-up
         n, started = 0, time.perf_counter()
         while n < 3 or time.perf_counter() - started < min_s:
@@ -79,29 +82,24 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def run_bench(
-    source: str,
-    database_url: str,
-    models: Sequence[str],
-    *,
-    backend: str = "torch",
-    device: str = "cpu",
-    batch_size: int = 64,
-    workers: int = 1,
-    s3_endpoint_url: str | None = None,
-) -> dict[str, Any]:
-    with open_source(source, s3_endpoint_url=s3_endpoint_url) as src:
+def run_bench(source: str, database_url: str, settings: Settings) -> dict[str, Any]:
+    """Every measurement of the module on ``source``, with the models, backend and workers of ``settings``;
+    the end-to-end run writes into a throwaway database on the server of ``database_url``."""
+    endpoint = settings.s3_endpoint_url
+    with open_source(source, s3_endpoint_url=endpoint) as src:
         uris = [o.uri for o in src.list()]
-    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": backend, "device": device,
-                              "batch_size": batch_size, "workers": workers, "models": list(models)}
-    result["decode_only"] = decode_only(source, uris, workers, s3_endpoint_url)
-    result["inference_only"] = {m: inference_only(m, backend, device, batch_size) for m in models}
-    options = TagOptions(models=tuple(models), batch_size=batch_size, workers=workers, device=device,
-                         backend=backend, s3_endpoint_url=s3_endpoint_url)
+    backend, why = resolve_backend(settings)
+    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": backend, "backend_reason": why,
+                              "device": settings.device, "precision": settings.precision,
+                              "batch_size": settings.batch_size, "workers": settings.workers,
+                              "models": list(settings.models)}
+    result["decode_only"] = decode_only(source, uris, settings.workers, endpoint)
+    result["inference_only"] = {m: inference_only(m, settings) for m in settings.models}
     with scratch_database(database_url, "catalogue_tagger_bench") as url, Store.connect(url) as store, open_source(
-        source, s3_endpoint_url=s3_endpoint_url
+        source, s3_endpoint_url=endpoint
     ) as src:
-        report = tag(src, store, options)
+        store.migrate()
+        report = tag(src, store, settings)
     result["end_to_end"] = {"audio_s": report.audio_s, "wall_s": report.wall_s, "xrealtime": report.xrealtime,
                             "tagged": report.tagged, "failed": report.failed}
     result["end_to_end_vs_decode_ceiling"] = report.xrealtime / result["decode_only"]["xrealtime"]

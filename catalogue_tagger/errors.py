@@ -38,22 +38,22 @@ class NoAudioStream(DecodeError):
     kind = "no_audio_stream"
 
 
+class DecodeCrash(TaggerError):
+    """The decoder crashed on this track (an unexpected error, or its worker process died)."""
+
+    kind = "decode_crash"
+
+
 class EmptyAudio(DecodeError):
     """The audio stream decoded to zero samples."""
 
     kind = "empty_audio"
 
 
-class TooShort(DecodeError):
-    """The audio is shorter than the minimum accepted duration."""
+class TooLarge(TaggerError):
+    """The object is larger than the configured maximum (``max_bytes``); it was not read."""
 
-    kind = "too_short"
-
-
-class TooLong(DecodeError):
-    """The audio is longer than the maximum accepted duration."""
-
-    kind = "too_long"
+    kind = "too_large"
 
 
 # --- object stores ---------------------------------------------------------------------------------
@@ -100,11 +100,28 @@ class InferenceError(ModelError):
     kind = "inference_error"
 
 
+class WriteError(TaggerError):
+    """The database refused this track's results (the others of its batch were written)."""
+
+    kind = "write_error"
+
+
 # --- database --------------------------------------------------------------------------------------
 class StoreError(TaggerError):
     """The database could not be reached or refused a statement."""
 
     kind = "store_error"
+
+
+class TracksRefused(StoreError):
+    """The database refused some tracks of a batch; the others were written."""
+
+    kind = "tracks_refused"
+
+    def __init__(self, refused: list[tuple[int, str, str]]) -> None:
+        self.refused = refused  # (track_id, uri, why)
+        super().__init__(f"{len(refused)} track(s) could not be written: "
+                         + "; ".join(f"{uri}: {why}" for _, uri, why in refused))
 
 
 class MigrationError(StoreError):
@@ -117,6 +134,30 @@ class EmbeddedPostgresError(StoreError):
     """The embedded Postgres server could not be started or stopped."""
 
     kind = "embedded_postgres_error"
+
+
+# --- runs ------------------------------------------------------------------------------------------
+class RunError(TaggerError):
+    """The run itself could not proceed."""
+
+    kind = "run_error"
+
+
+class SettingsError(RunError):
+    """A setting (variable or option) has a value catalogue-tagger cannot use."""
+
+    kind = "settings_error"
+
+
+def failure_of(exc: BaseException, stage: type[TaggerError]) -> tuple[str, str]:
+    """The one mapping from an exception to a recorded failure ``(kind, detail)``.
+
+    A :class:`TaggerError` names its own kind; anything else is a crash of ``stage`` (``DecodeCrash``,
+    ``InferenceError``, ``WriteError``), its detail the exception's type and message.
+    """
+    if isinstance(exc, TaggerError):
+        return exc.kind, exc.detail
+    return stage.kind, f"{type(exc).__name__}: {exc}"
 
 
 # --- catalogue intelligence ------------------------------------------------------------------------

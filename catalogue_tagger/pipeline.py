@@ -11,38 +11,29 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 
-from catalogue_tagger.feeder import DecodePool, FeedOptions, decode_track, windowings_for
+from catalogue_tagger.config import Settings
+
+from catalogue_tagger.errors import DecodeCrash, failure_of
+from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.heads import score_after_run
-from catalogue_tagger.inference.base import Backend, open_backend
+from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
-from catalogue_tagger.scoring import Finished, InferenceLoop
+from catalogue_tagger.inference_loop import Finished, InferenceLoop
 from catalogue_tagger.sources import ObjectStore
-from catalogue_tagger.store.store import DiscoverCounts, Store
+from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.store.store import DiscoverCounts, RunLease, Store
 from catalogue_tagger.writer import ResultWriter
 
 logger = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 64
 SEGMENTS_IN_FLIGHT = 256  # bound of the decode → inference queue (≈ 50 MB of musicnn windows)
-
-
-@dataclass(frozen=True)
-class TagOptions:
-    models: tuple[str, ...] = ("musicnn-mtt",)
-    batch_size: int = 64
-    workers: int = 1  # decode processes; 0 decodes inline (no subprocesses)
-    device: str = "cpu"
-    backend: str = "torch"
-    force: bool = False  # re-tag the selection even if already tagged
-    max_duration_s: float | None = None
-    keep_segments: bool = False  # store the per-segment taggram too
-    s3_endpoint_url: str | None = None
-    discover: bool = True  # list the source first; False when discovery already ran (e.g. its own Dagster asset)
 
 
 @dataclass(frozen=True)
@@ -80,7 +71,7 @@ class RunReport:
         }
 
 
-def discover(source: ObjectStore, store: Store, *, partition_key: str | None = None) -> DiscoverCounts:
+def discover_objects(source: ObjectStore, store: Store, *, partition_key: str | None = None) -> DiscoverCounts:
     """Record the source's new or changed objects (of one upload day when ``partition_key`` is given)."""
     objects = source.list()
     if partition_key is not None:
@@ -94,41 +85,69 @@ ProgressHook = Callable[[Finished, InferenceLoop], None]
 def tag(
     source: ObjectStore,
     store: Store,
-    options: TagOptions,
+    settings: Settings,
     *,
     partition_key: str | None = None,
+    force: bool = False,
+    discover: bool = True,
     progress: ProgressHook | None = None,
 ) -> RunReport:
-    """Discover (unless ``options.discover`` is off), then tag every pending track of the source (of
-    ``partition_key`` when given)."""
+    """Tag every pending track of ``source`` (of ``partition_key`` when given) with ``settings.models``.
+
+    ``discover``: list the source first (False when discovery already ran, e.g. as its own Dagster asset);
+    ``force``: re-tag the selection even where already tagged. The store must be migrated.
+    """
     started = time.perf_counter()
-    counts = discover(source, store, partition_key=partition_key) if options.discover else DiscoverCounts()
-    if options.force:
+    counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
+    if force:
         store.mark_pending(partition_key=partition_key)
     before = store.partition_status(partition_key) if partition_key else None
-    specs = {name: get_spec(name) for name in options.models}
+    specs = {name: get_spec(name) for name in settings.models}
     model_ids = {
         name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None)
         for name, s in specs.items()
     }
-    run_id = store.start_run(source.uri, list(options.models), partition_key)
-    backends = {name: open_backend(name, options.backend, options.device, max_batch=options.batch_size) for name in specs}
-    writer = ResultWriter(store, run_id, model_ids, keep_segments=options.keep_segments)
-    loop = InferenceLoop(backends, options.batch_size, keep_segments=options.keep_segments)
-    feed = FeedOptions(windowings_for(specs), options.max_duration_s)
+    with store.open_run(source.uri, list(settings.models), partition_key) as lease:
+        return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress,
+                        started=started, skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged)
+
+
+def _tag_run(
+    source: ObjectStore,
+    store: Store,
+    settings: Settings,
+    lease: RunLease,
+    specs: Mapping[str, ModelSpec],
+    model_ids: Mapping[str, int],
+    partition_key: str | None,
+    progress: ProgressHook | None,
+    *,
+    started: float,
+    skipped: int,
+) -> RunReport:
+    """The run itself, from its lease to its finished ``runs`` row: every exit path closes the backends and
+    the writer and finishes the row (``completed``, or ``failed`` when anything escaped)."""
+    run_id = lease.run_id
+    writer = ResultWriter(store, run_id, model_ids, keep_segments=settings.keep_segments)
+    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes)
+    segments_scored = 0
     status = "failed"
     try:
-        claims = _claims(store, run_id, partition_key)
-        if options.workers > 0:
-            _run_pooled(source, claims, feed, loop, writer, options, progress)
-        else:
-            _run_inline(source, claims, feed, loop, writer, progress)
+        with ExitStack() as backends_open:
+            backends = {name: backends_open.enter_context(open_backend(name, settings)) for name in specs}
+            loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
+            claims = _claims(store, lease, partition_key)
+            try:
+                if settings.workers > 0:
+                    _run_pooled(source, claims, feed, loop, writer, settings, progress)
+                else:
+                    _run_inline(source, claims, feed, loop, writer, progress)
+            finally:
+                segments_scored = loop.segments_scored
         writer.close()  # raises if a write failed: then the run is recorded as failed
         score_after_run(store, run_id)  # heads score the new tracks from their stored embeddings
         status = "completed"
     finally:
-        for backend in backends.values():
-            backend.close()
         try:
             writer.close()
         finally:
@@ -136,19 +155,23 @@ def tag(
                 run_id=run_id,
                 tagged=writer.tagged,
                 failed=dict(writer.failed),
-                skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged,
+                skipped=skipped,
                 audio_s=writer.audio_s,
                 wall_s=time.perf_counter() - started,
                 models={name: s.weights_sha256 for name, s in specs.items()},
                 flags=dict(writer.flags),
-                segments=loop.segments_scored,
+                segments=segments_scored,
             )
             store.finish_run(run_id, report.as_dict(), status)
     return report
 
 
-def _claims(store: Store, run_id: int, partition_key: str | None) -> Iterator[TrackTask]:
-    while batch := store.claim_pending(run_id, CLAIM_CHUNK, partition_key):
+def _claims(store: Store, lease: RunLease, partition_key: str | None) -> Iterator[TrackTask]:
+    while True:
+        lease.renew()  # after a server restart, hold the lease again before claiming more
+        batch = store.claim_pending(lease.run_id, CLAIM_CHUNK, partition_key)
+        if not batch:
+            return
         yield from batch
 
 
@@ -162,7 +185,7 @@ def _emit(finished: list[Finished], writer: ResultWriter, loop: InferenceLoop, p
 def _run_inline(
     source: ObjectStore,
     claims: Iterator[TrackTask],
-    feed: FeedOptions,
+    feed: DecodeOptions,
     loop: InferenceLoop,
     writer: ResultWriter,
     progress: ProgressHook | None,
@@ -176,15 +199,15 @@ def _run_inline(
 def _run_pooled(
     source: ObjectStore,
     claims: Iterator[TrackTask],
-    feed: FeedOptions,
+    feed: DecodeOptions,
     loop: InferenceLoop,
     writer: ResultWriter,
-    options: TagOptions,
+    settings: Settings,
     progress: ProgressHook | None,
 ) -> None:
-    pool = DecodePool(source.uri, options.s3_endpoint_url, feed, options.workers, SEGMENTS_IN_FLIGHT)
+    pool = DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, SEGMENTS_IN_FLIGHT)
     submitted: dict[int, TrackTask] = {}
-    target = max(8, 4 * options.workers)  # tracks decoding or queued ahead of the workers
+    target = max(8, 4 * settings.workers)  # tracks decoding or queued ahead of the workers
     pending = iter(claims)
     exhausted = False
     try:
@@ -212,10 +235,11 @@ def _run_pooled(
         for item in finished:
             submitted.pop(item.track_id, None)
         _emit(finished, writer, loop, progress)
-        lost = [TrackFailure(t.track_id, t.uri, "decode_crash", "the decode worker died") for t in submitted.values()]
+        died = DecodeCrash("the decode worker died")
+        lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in submitted.values()]
         _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
     finally:
         pool.close()
 
 
-__all__ = ["RunReport", "TagOptions", "TrackResult", "discover", "tag", "Backend"]
+__all__ = ["RunReport", "discover_objects", "tag"]

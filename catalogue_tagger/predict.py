@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from catalogue_tagger.feeder import FeedOptions, decode_track, windowings_for
+from catalogue_tagger.config import Settings
+from catalogue_tagger.decode_pool import DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
-from catalogue_tagger.scoring import InferenceLoop
+from catalogue_tagger.inference_loop import InferenceLoop
 from catalogue_tagger.sources import FolderStore
 
 
@@ -20,27 +22,16 @@ class Prediction:
     outcome: TrackResult | TrackFailure
 
 
-def predict_files(
-    paths: Sequence[str | Path],
-    models: Sequence[str],
-    *,
-    batch_size: int = 64,
-    backend: str = "torch",
-    device: str = "cpu",
-    keep_segments: bool = False,
-    max_duration_s: float | None = None,
-) -> Iterator[Prediction]:
-    """One :class:`Prediction` per file, in order; each file is decoded once for all ``models``."""
-    specs = {name: get_spec(name) for name in models}
-    backends = {name: open_backend(name, backend, device, max_batch=batch_size) for name in specs}
-    feed = FeedOptions(windowings_for(specs), max_duration_s)
-    try:
+def predict_files(paths: Sequence[str | Path], settings: Settings) -> Iterator[Prediction]:
+    """One :class:`Prediction` per file, in order; each file is decoded once for all ``settings.models``
+    (``settings.keep_segments``: keep the taggram)."""
+    specs = {name: get_spec(name) for name in settings.models}
+    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes)
+    with ExitStack() as stack:
+        backends = {name: stack.enter_context(open_backend(name, settings)) for name in specs}
         for track_id, raw in enumerate(paths):
             path = Path(raw).absolute()
-            loop = InferenceLoop(backends, batch_size, keep_segments=keep_segments)
+            loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
             task = TrackTask(track_id, path.as_uri())
             finished = loop.feed_all(decode_track(FolderStore(path.parent), task, feed)) + loop.flush()
             yield Prediction(str(raw), finished[0])
-    finally:
-        for b in backends.values():
-            b.close()

@@ -9,7 +9,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, TextIO
 
 from catalogue_tagger.records import TrackFailure
-from catalogue_tagger.scoring import Finished, InferenceLoop
+from catalogue_tagger.inference_loop import Finished, InferenceLoop
 
 if TYPE_CHECKING:
     from rich.progress import Progress, TaskID

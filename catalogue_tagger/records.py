@@ -33,15 +33,6 @@ class TrackTask:
 
 
 @dataclass(frozen=True)
-class Segment:
-    """One model window of one track: ``samples`` is 16 kHz mono float32 of the model's window length."""
-
-    track_id: int
-    index: int
-    samples: np.ndarray = field(repr=False, compare=False)
-
-
-@dataclass(frozen=True)
 class ModelOutput:
     """A model's per-track aggregate."""
 

@@ -121,10 +121,3 @@ def segment_chunks(chunks: Iterable[np.ndarray], windowing: Windowing) -> tuple[
     windows = [w for chunk in chunks for w in seg.push(chunk)]
     windows += seg.finish()
     return np.stack(windows), seg.padded
-
-
-def iter_windows(chunks: Iterable[np.ndarray], windowing: Windowing) -> Iterator[np.ndarray]:
-    seg = Segmenter(windowing)
-    for chunk in chunks:
-        yield from seg.push(chunk)
-    yield from seg.finish()

@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Mapping
 from typing import Protocol
 
+from catalogue_tagger.errors import TracksRefused, WriteError, failure_of
 from catalogue_tagger.records import TrackFailure, TrackResult
 
 _STOP = object()
@@ -88,7 +89,12 @@ class ResultWriter:
         results = [item for item in group if isinstance(item, TrackResult)]
         failures = [item for item in group if isinstance(item, TrackFailure)]
         if results:
-            self.store.write_results(results, self.model_ids, segments=self.keep_segments)
+            try:
+                self.store.write_results(results, self.model_ids, segments=self.keep_segments)
+            except TracksRefused as exc:  # the others of the group were written; the refused become failures
+                refused = {track_id for track_id, _, _ in exc.refused}
+                results = [r for r in results if r.track_id not in refused]
+                failures += [TrackFailure(t, uri, *failure_of(WriteError(why), WriteError)) for t, uri, why in exc.refused]
             self.tagged += len(results)
             self.audio_s += sum(r.duration_s for r in results)
             self.flags.update(flag for r in results for flag in r.flags)

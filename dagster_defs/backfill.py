@@ -11,7 +11,6 @@ Two ways in, both Dagster's own:
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
 import sys
@@ -22,6 +21,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import dagster as dg
+
+from catalogue_tagger.config import Settings
 
 from dagster_defs.assets import DISCOVERED_TRACKS, FORCE_TAG, TRACK_TAGS
 from dagster_defs.definitions import TAG_PARTITION_JOB
@@ -129,7 +130,7 @@ def launch_job_backfill(
                "--partitions", ",".join(keys), "--noprompt"]  # fmt: skip
     if force:
         command += ["--tags", json.dumps(_tags(force))]
-    environment = {**os.environ, "DAGSTER_HOME": dagster_home}
+    environment = Settings.child_environment(DAGSTER_HOME=dagster_home)
     done = subprocess.run(command, capture_output=True, text=True, check=False, env=environment)
     match = _LAUNCHED.search(done.stdout)
     if done.returncode != 0 or match is None:

@@ -4,11 +4,12 @@ import warnings
 
 import dagster as dg
 
+from catalogue_tagger.config import DEFAULT_MAX_FAILURE_RATE
+
 from dagster_defs.assets import TRACK_TAGS
 from dagster_defs.partitions import PartitionScheme
 from dagster_defs.resources import PostgresResource
 
-DEFAULT_MAX_FAILURE_RATE = 0.05
 
 
 def build_checks(

@@ -6,33 +6,18 @@ Keys are ``YYYY-MM-DD``; with shards, Dagster's multi-partition key ``YYYY-MM-DD
 
 from __future__ import annotations
 
-import hashlib
-import os
-from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date
-from typing import BinaryIO
 
 import dagster as dg
 
+from catalogue_tagger.config import DEFAULT_PARTITION_START, Settings
 from catalogue_tagger.records import ObjectInfo
-from catalogue_tagger.sources import ObjectStore
+from catalogue_tagger.sources import Shard, shard_of
 
-ENV_PARTITION_START = "CATALOGUE_TAGGER_PARTITION_START"
-ENV_SHARDS = "CATALOGUE_TAGGER_SHARDS"
-DEFAULT_PARTITION_START = "2020-01-01"
 
 DAY = "day"
 SHARD = "shard"
-
-#: A shard as (index, count), 0 <= index < count.
-Shard = tuple[int, int]
-
-
-def shard_of(uri: str, count: int) -> int:
-    """The shard (0 … count-1) an object URI belongs to: stable across processes and machines."""
-    digest = hashlib.blake2b(uri.encode("utf-8"), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % count
 
 
 @dataclass(frozen=True)
@@ -48,13 +33,9 @@ class PartitionScheme:
             raise ValueError(f"shards must be at least 1, not {self.shards}")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> PartitionScheme:
-        """Read ``CATALOGUE_TAGGER_PARTITION_START`` (default 2020-01-01) and ``CATALOGUE_TAGGER_SHARDS`` (1)."""
-        env = os.environ if environ is None else environ
-        return cls(
-            start_date=env.get(ENV_PARTITION_START) or DEFAULT_PARTITION_START,
-            shards=int(env.get(ENV_SHARDS) or 1),
-        )
+    def from_settings(cls, settings: Settings) -> PartitionScheme:
+        """The scheme of ``settings.partition_start`` and ``settings.shards``."""
+        return cls(start_date=settings.partition_start, shards=settings.shards)
 
     @property
     def sharded(self) -> bool:
@@ -91,24 +72,3 @@ class PartitionScheme:
     def in_range(self, day: str, today: date) -> bool:
         """Whether a day has a partition (from the start date to today)."""
         return date.fromisoformat(self.start_date) <= date.fromisoformat(day) <= today
-
-
-class ShardedSource(ObjectStore):
-    """An object store that lists only the objects of one shard."""
-
-    def __init__(self, inner: ObjectStore, shard: Shard) -> None:
-        self._inner = inner
-        self._index, self._count = shard
-
-    @property
-    def uri(self) -> str:
-        return self._inner.uri
-
-    def list(self) -> Iterator[ObjectInfo]:
-        return (info for info in self._inner.list() if shard_of(info.uri, self._count) == self._index)
-
-    def open(self, uri: str) -> BinaryIO:
-        return self._inner.open(uri)
-
-    def close(self) -> None:
-        self._inner.close()

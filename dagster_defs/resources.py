@@ -1,28 +1,25 @@
-"""Resources: the library's object store, tagger options and Postgres store, configured like the CLI.
+"""Resources: the library's object store, tagger settings and Postgres store, built from the one :class:`Settings`.
 
-Each resource has one method returning the library object. Values that come from the environment are passed as
-``dg.EnvVar`` so they resolve when a run launches and secrets (the database URL) never show in the UI.
+Each resource has one method returning the library object. The database URL is a secret: in a deployment it is
+passed as ``dg.EnvVar`` so it resolves when a run launches and never shows in the UI.
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
+from pathlib import Path
 
 import dagster as dg
 
-from catalogue_tagger.config import ENV_DATABASE_URL, ENV_SOURCE, Settings
-from catalogue_tagger.pipeline import TagOptions
-from catalogue_tagger.sources import ObjectStore, open_source
+from catalogue_tagger.config import Settings
+from catalogue_tagger.sources import ObjectStore, Shard, ShardedSource, open_source
+from catalogue_tagger.store.engine import resolve_database_url
 from catalogue_tagger.store.store import Store
-from dagster_defs.partitions import Shard, ShardedSource
 
-ENV_S3_ENDPOINT_URL = "AWS_ENDPOINT_URL"
-ENV_DEVICE = "CATALOGUE_TAGGER_DEVICE"
-ENV_BACKEND = "CATALOGUE_TAGGER_BACKEND"
-ENV_BATCH_SIZE = "CATALOGUE_TAGGER_BATCH_SIZE"
-ENV_WORKERS = "CATALOGUE_TAGGER_WORKERS"
+#: The variable behind ``Settings.database_url``.
+DATABASE_URL_VARIABLE = next(f.metadata["env"] for f in fields(Settings) if f.name == "database_url")
 
 
 class SourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
@@ -33,81 +30,67 @@ class SourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
 
     def open(self, shard: Shard | None = None) -> ObjectStore:
         """The object store, restricted to one shard's objects when a shard is given."""
-        store = open_source(self.url, s3_endpoint_url=self.s3_endpoint_url)
-        return store if shard is None else ShardedSource(store, shard)
+        source = open_source(self.url, s3_endpoint_url=self.s3_endpoint_url)
+        return source if shard is None else ShardedSource(source, shard)
 
 
 class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """The tags database; no URL means the embedded Postgres."""
+    """The tags database; no URL means the embedded Postgres (under ``home``)."""
 
     database_url: str | None = None
+    home: str
+    retry_s: float
 
     @contextmanager
-    def store(self) -> Iterator[Store]:
-        with Store.connect(self.database_url) as store:
+    def store(self, *, migrate: bool = False) -> Iterator[Store]:
+        """The store; ``migrate``: bring the schema up to date first (the steps that write; never the checks)."""
+        url = resolve_database_url(self.database_url, Path(self.home))
+        with Store.connect(url, retry_s=self.retry_s) as store:
+            if migrate:
+                store.migrate()
             yield store
 
 
 class TaggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
-    """Which models run, where, and how: the :class:`TagOptions` of a run."""
+    """Which models run, where, and how: the run fields of :class:`Settings`."""
 
     models: list[str]
-    backend: str = "torch"
-    device: str = "cpu"
-    batch_size: int = 64
-    workers: int = 1
+    backend: str
+    device: str
+    precision: str
+    batch_size: int
+    workers: int
     max_duration_s: float | None = None
-    force: bool = False
+    max_bytes: int | None = None
     keep_segments: bool = False
 
-    def options(self, s3_endpoint_url: str | None = None, *, force: bool = False) -> TagOptions:
-        """Options of a tagging run (``s3_endpoint_url``: where decode workers fetch S3 objects; ``force``:
-        re-tag tracks already tagged, on top of the configured ``force``)."""
-        return TagOptions(
-            models=tuple(self.models),
-            batch_size=self.batch_size,
-            workers=self.workers,
-            device=self.device,
-            backend=self.backend,
-            force=self.force or force,
-            max_duration_s=self.max_duration_s,
-            keep_segments=self.keep_segments,
-            s3_endpoint_url=s3_endpoint_url,
+    def settings(self, s3_endpoint_url: str | None) -> Settings:
+        """The settings of a tagging run (``s3_endpoint_url``: where decode workers fetch S3 objects)."""
+        return Settings(
+            models=tuple(self.models), backend=self.backend, device=self.device, precision=self.precision,
+            batch_size=self.batch_size, workers=self.workers, max_duration_s=self.max_duration_s,
+            max_bytes=self.max_bytes, keep_segments=self.keep_segments, s3_endpoint_url=s3_endpoint_url,
         )
 
 
-def _str_from_env(name: str, environ: Mapping[str, str], default: str) -> str:
-    """``dg.EnvVar(name)`` (a ``str`` resolved at launch) when the variable is set, else the default."""
-    return dg.EnvVar(name) if environ.get(name) else default
+def build_resources(settings: Settings, *, secrets_from_env: bool = False) -> dict[str, object]:
+    """The resources of the code location, from the same settings as the CLI.
 
-
-def _optional_from_env(name: str, environ: Mapping[str, str], default: str | None) -> str | None:
-    return dg.EnvVar(name) if environ.get(name) else default
-
-
-def _int_from_env(name: str, environ: Mapping[str, str], default: int) -> int:
-    return dg.EnvVar.int(name) if environ.get(name) else default
-
-
-def build_resources(settings: Settings, environ: Mapping[str, str] | None = None) -> dict[str, object]:
-    """The resources of the code location, from the same settings and variables as the CLI.
-
-    Defaults: a folder ``<data dir>/catalogue`` as the source, the embedded Postgres, the default models
-    (``musicnn-mtt``, ``samplecnn-mtt``) on CPU.
+    Defaults: a folder ``<home>/catalogue`` as the source, the embedded Postgres, the default models on CPU.
     """
-    env = os.environ if environ is None else environ
+    database_url: str | None = settings.database_url
+    if secrets_from_env and database_url:
+        database_url = dg.EnvVar(DATABASE_URL_VARIABLE)
     return {
         "source": SourceResource(
-            url=_str_from_env(ENV_SOURCE, env, settings.source or str(settings.home / "catalogue")),
-            s3_endpoint_url=_optional_from_env(ENV_S3_ENDPOINT_URL, env, None),
+            url=settings.source or str(settings.home / "catalogue"), s3_endpoint_url=settings.s3_endpoint_url
         ),
-        "db": PostgresResource(database_url=_optional_from_env(ENV_DATABASE_URL, env, settings.database_url)),
+        "db": PostgresResource(database_url=database_url, home=str(settings.home), retry_s=settings.database_retry_s),
         "tagger": TaggerResource(
-            models=list(settings.models),
-            backend=_str_from_env(ENV_BACKEND, env, "torch"),
-            device=_str_from_env(ENV_DEVICE, env, "cpu"),
-            batch_size=_int_from_env(ENV_BATCH_SIZE, env, 64),
-            workers=_int_from_env(ENV_WORKERS, env, 1),
+            models=list(settings.models), backend=settings.backend, device=settings.device,
+            precision=settings.precision, batch_size=settings.batch_size, workers=settings.workers,
+            max_duration_s=settings.max_duration_s, max_bytes=settings.max_bytes,
+            keep_segments=settings.keep_segments,
         ),
     }
 

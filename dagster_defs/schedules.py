@@ -9,12 +9,15 @@ from dagster_defs.partitions import PartitionScheme
 NIGHTLY_CRON = "30 1 * * *"
 
 
-def build_schedule(job_name: str, scheme: PartitionScheme) -> dg.ScheduleDefinition:
+def build_schedule(job_name: str, scheme: PartitionScheme, *, running: bool = False) -> dg.ScheduleDefinition:
+    """``running``: the default state (``Settings.schedule_running``); a state set in the UI or with
+    ``dagster schedule start|stop`` overrides it."""
+
     @dg.schedule(
         job_name=job_name,
         cron_schedule=NIGHTLY_CRON,
         execution_timezone="UTC",
-        default_status=dg.DefaultScheduleStatus.STOPPED,
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
         description="Tags the previous day's uploads (UTC) every night.",
     )
     def nightly(context: dg.ScheduleEvaluationContext) -> list[dg.RunRequest]:

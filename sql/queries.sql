@@ -91,11 +91,17 @@ WHERE (CAST(:uris AS text[]) IS NULL OR uri = ANY (CAST(:uris AS text[])))
 
 -- name: claim_pending --
 -- Hand up to :limit pending tracks to a run; SKIP LOCKED plus the claim columns keep concurrent runs apart.
-WITH candidates AS (
+-- A claim counts only while its run holds its lease (session advisory lock :lease_class, run_id): a killed
+-- run's claims are free at once, a live run keeps its own.
+WITH live AS (
+    SELECT CAST(objid AS bigint) AS run_id FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = CAST(:lease_class AS oid)
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), candidates AS (
     SELECT track_id FROM tracks
     WHERE status = 'pending'
       AND (CAST(:partition_key AS text) IS NULL OR partition_key = CAST(:partition_key AS text))
-      AND (claimed_by_run IS NULL OR claimed_at < now() - make_interval(secs => :claim_ttl_s))
+      AND (claimed_by_run IS NULL OR claimed_by_run NOT IN (SELECT run_id FROM live))
     ORDER BY track_id
     LIMIT :limit
     FOR UPDATE SKIP LOCKED
@@ -238,6 +244,32 @@ WHERE f.track_id IN (SELECT track_id FROM updated);
 -- Open a run.
 INSERT INTO runs (source, models, partition_key) VALUES (:source, :models, :partition_key)
 RETURNING run_id;
+
+-- name: take_run_lease --
+-- The run's lease: a session advisory lock held by a connection the run keeps open until it ends. Never waits:
+-- false when another session holds it.
+SELECT pg_try_advisory_lock(CAST(:lease_class AS int4), CAST(:run_id AS int4));
+
+-- name: release_run_lease --
+-- Give the lease back (a session that ends gives it back by itself).
+SELECT pg_advisory_unlock(CAST(:lease_class AS int4), CAST(:run_id AS int4));
+
+-- name: abandon_dead_runs --
+-- Close the rows of runs still 'running' whose lease is gone (their process died), and free their claims.
+WITH live AS (
+    SELECT CAST(objid AS bigint) AS run_id FROM pg_locks
+    WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = CAST(:lease_class AS oid)
+      AND database = (SELECT oid FROM pg_database WHERE datname = current_database())
+), dead AS (
+    UPDATE runs SET status = 'abandoned', finished_at = now(),
+                    stats = stats || jsonb_build_object('abandoned_by_run', CAST(:run_id AS bigint))
+    WHERE status = 'running' AND run_id <> :run_id AND run_id NOT IN (SELECT run_id FROM live)
+    RETURNING run_id
+), released AS (
+    UPDATE tracks SET claimed_by_run = NULL, claimed_at = NULL
+    WHERE claimed_by_run IN (SELECT run_id FROM dead) AND status = 'pending'
+)
+SELECT run_id FROM dead ORDER BY run_id;
 
 -- name: finish_run --
 -- Close a run with its counts; its unfinished claims are released.

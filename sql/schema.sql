@@ -20,11 +20,12 @@ CREATE TABLE runs (
     partition_key text,
     stats         jsonb NOT NULL DEFAULT '{}',
     status        text NOT NULL DEFAULT 'running'
-                  CONSTRAINT runs_status_check CHECK (status IN ('running', 'completed', 'failed'))
+                  CONSTRAINT runs_status_check CHECK (status IN ('running', 'completed', 'failed', 'abandoned'))
 );
 
 -- One row per audio object ever discovered. claimed_by_run/claimed_at let concurrent runs share the
--- pending tracks without tagging one twice; a claim older than the run's expiry may be taken over.
+-- pending tracks without tagging one twice; a claim whose run no longer holds its lease (its session advisory
+-- lock: the process died) is free at once.
 CREATE TABLE tracks (
     track_id       bigserial PRIMARY KEY,
     uri            text NOT NULL CONSTRAINT tracks_uri_key UNIQUE,
@@ -159,7 +160,7 @@ JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
 JOIN current_models m ON m.model_id = tt.model_id;
 
 -- ---------------------------------------------------------------------------------------------------
--- Catalogue intelligence (migration 0002): similar tracks, heads, calibrated yes/no tags, tag families.
+-- Catalogue intelligence (migration 0003): similar tracks, heads, calibrated yes/no tags, tag families.
 -- ---------------------------------------------------------------------------------------------------
 
 -- Embedding arithmetic that reads the same whatever type holds embeddings (pgvector `vector` or

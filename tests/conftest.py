@@ -118,7 +118,7 @@ def database_factory(server_url: str) -> Iterator[DatabaseFactory]:
 
 @pytest.fixture(scope="session")
 def database_url(database_factory: DatabaseFactory) -> str:
-    """A fresh, uniquely named database for this session (migrated on first ``Store.connect``)."""
+    """A fresh, uniquely named database for this session (migrated by the ``store`` fixture)."""
     return database_factory()
 
 
@@ -126,6 +126,7 @@ def database_url(database_factory: DatabaseFactory) -> str:
 def store(database_url: str) -> Iterator[Store]:
     """A migrated :class:`Store` over the session database, emptied before the test."""
     with Store.connect(database_url) as s:
+        s.migrate()
         _truncate(s)
         yield s
 
@@ -147,6 +148,7 @@ def embedded_database_url(embedded_database_factory: DatabaseFactory) -> str:
 def embedded_store(embedded_database_url: str) -> Iterator[Store]:
     """A migrated :class:`Store` on the embedded server (``vector`` embeddings), emptied before the test."""
     with Store.connect(embedded_database_url) as s:
+        s.migrate()
         _truncate(s)
         yield s
 

@@ -7,11 +7,13 @@ import warnings
 
 import click
 
+from catalogue_tagger.cli.output import user_errors
+from catalogue_tagger.config import Settings
+
 # name -> "module:attribute" of a click command or group
 COMMANDS: dict[str, str] = {
     "db": "catalogue_tagger.cli.db:db",
     "query": "catalogue_tagger.cli.query:query",
-    "backfill": "catalogue_tagger.cli.backfill:backfill",
     "predict": "catalogue_tagger.cli.predict:predict",
     "tag": "catalogue_tagger.cli.tag:tag",
     "demo": "catalogue_tagger.cli.demo:demo",
@@ -40,7 +42,13 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="catalogue-tagger")
-def main() -> None:
-    """Tag a music catalogue with pretrained taggers and store the tags in Postgres."""
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """Tag a music catalogue with pretrained taggers and store the tags in Postgres.
+
+    Every option has a CATALOGUE_TAGGER_* variable (see the README's settings table); an option wins over it.
+    """
     # platformdirs warns on every call in a container without a login session; nothing depends on it
     warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+    with user_errors():
+        ctx.obj = Settings.from_env()

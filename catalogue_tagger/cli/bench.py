@@ -2,40 +2,40 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from catalogue_tagger.cli.options import database_url_option, split_models
-from catalogue_tagger.cli.tag import default_workers
+from catalogue_tagger.cli.options import (
+    database_url_option, models_option, run_options, s3_endpoint_option, settings_with,
+)
+from catalogue_tagger.cli.output import echo_json, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
 @click.argument("source")
-@click.option("--models", default="musicnn-mtt", show_default=True, help="Comma-separated model names.")
-@click.option("--backend", type=click.Choice(["torch", "onnx", "tensorrt"]), default="torch", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--workers", default=None, type=int, help="Decode processes (default: cores - 1).")
+@models_option
+@run_options
+@click.option("--workers", type=click.IntRange(min=0), default=None,
+              help="Decode processes (default: $CATALOGUE_TAGGER_WORKERS, else cores - 1).")
 @database_url_option
-@click.option("--s3-endpoint-url", envvar="AWS_ENDPOINT_URL", default=None)
+@s3_endpoint_option
 @click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (for scripts).")
-def bench(source: str, models: str, backend: str, device: str, batch_size: int, workers: int | None, database_url: str | None, s3_endpoint_url: str | None, as_json: bool) -> None:
+@click.pass_obj
+def bench(settings: Settings, /, source: str, as_json: bool, **overrides: object) -> None:
     """Measure decode-only, inference-only and end-to-end throughput on SOURCE."""
     from catalogue_tagger.bench import run_bench
     from catalogue_tagger.store.engine import resolve_database_url
 
-    names = split_models(models) or ("musicnn-mtt",)
-    result = run_bench(
-        source, resolve_database_url(database_url), names, backend=backend, device=device,
-        batch_size=batch_size, workers=default_workers() if workers is None else workers,
-        s3_endpoint_url=s3_endpoint_url,
-    )
+    settings = settings_with(settings, **overrides)
+    with user_errors():
+        result = run_bench(source, resolve_database_url(settings.database_url, settings.home), settings)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
         return
     d = result["decode_only"]
-    click.echo(f"{result['files']} files, {d['audio_s'] / 60:.1f} min of audio; {backend} on {device}, batch {batch_size}, {result['workers']} decode workers")
+    click.echo(f"{result['files']} files, {d['audio_s'] / 60:.1f} min of audio; {result['backend']} on "
+               f"{settings.device}, {settings.precision}, batch {settings.batch_size}, {result['workers']} decode workers")
+    click.echo(f"backend       {result['backend']} ({result['backend_reason']})")
     click.echo(f"decode only   {d['xrealtime']:8.1f}x realtime")
     for name, r in result["inference_only"].items():
         click.echo(f"inference     {r['xrealtime']:8.1f}x realtime  {r['segments_per_s']:.1f} segments/s  ({name})")

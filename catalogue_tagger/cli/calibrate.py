@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from catalogue_tagger.cli.failures import exit_2_on_tagger_error
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import EXIT_CANNOT_RUN, echo_json, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
@@ -18,7 +17,8 @@ from catalogue_tagger.cli.options import database_url_option
 @click.option("--min-per-class", type=click.IntRange(min=2), default=5, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per calibrated tag.")
 @database_url_option
-def calibrate(labels_path: str, model: str, objective: str, min_per_class: int, as_json: bool,
+@click.pass_obj
+def calibrate(settings: Settings, labels_path: str, model: str, objective: str, min_per_class: int, as_json: bool,
               database_url: str | None) -> None:
     """Choose a threshold and an ambiguous band per tag from labelled tracks; the view track_labels uses them.
 
@@ -27,19 +27,21 @@ def calibrate(labels_path: str, model: str, objective: str, min_per_class: int, 
     from catalogue_tagger.calibrate import calibrate_scores, parse_objective
     from catalogue_tagger.labelsets import read_labels
     from catalogue_tagger.store import intelligence as db
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error():
+    with user_errors():
         parse_objective(objective)
         labels = read_labels(labels_path)
-        with Store.connect(database_url) as store:
+        with Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
+            store.migrate()
             stored = db.current_model(store, model)
             scores = db.scores_for_uris(store, stored.model_id, labels.uris, labels.labels)
             result = calibrate_scores(labels, scores, stored.labels, objective, min_per_class)
             db.save_thresholds(store, stored.model_id, [t.as_row() for t in result.thresholds], source=labels.source)
     if as_json:
         for t in result.thresholds:
-            click.echo(json.dumps({"model": model, **t.as_row()}))
+            echo_json({"model": model, **t.as_row()})
     else:
         for t in result.thresholds:
             click.echo(f"{model} {t.tag}: threshold {t.threshold:.4f} (precision {t.precision:.2f}, recall {t.recall:.2f}, "
@@ -48,4 +50,4 @@ def calibrate(labels_path: str, model: str, objective: str, min_per_class: int, 
         click.echo(f"skipped {tag}: {why}", err=True)
     if not result.thresholds:
         click.echo("error (too_few_labels): no tag could be calibrated", err=True)
-        raise SystemExit(2)
+        raise SystemExit(EXIT_CANNOT_RUN)

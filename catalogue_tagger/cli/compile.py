@@ -2,25 +2,32 @@
 
 from __future__ import annotations
 
-import sys
-
 import click
+
+from catalogue_tagger.cli.options import settings_with
+from catalogue_tagger.cli.output import user_errors
+from catalogue_tagger.config import PRECISIONS, Settings
 
 
 @click.command("compile")
 @click.option("--model", "model", required=True, help="Model name.")
-@click.option("--precision", type=click.Choice(["fp16", "fp32"]), default="fp16", show_default=True)
-@click.option("--max-batch", default=256, show_default=True, help="Largest batch of the optimization profile.")
+@click.option("--precision", type=click.Choice(PRECISIONS), default=None,
+              help="Engine precision (default: $CATALOGUE_TAGGER_PRECISION, else fp32).")
+@click.option("--max-batch", "batch_size", type=click.IntRange(min=1), default=None,
+              help="Largest batch of the engine: the batch size `tag` will run "
+              "(default: $CATALOGUE_TAGGER_BATCH_SIZE, else 64).")
 @click.option("--onnx-only", is_flag=True, help="Export the ONNX graph only (no TensorRT needed).")
-def compile_command(model: str, precision: str, max_batch: int, onnx_only: bool) -> None:
-    """Build the artifacts of MODEL for the ONNX Runtime and TensorRT backends (cached by weights hash)."""
-    from catalogue_tagger.errors import TaggerError
+@click.pass_obj
+def compile_command(settings: Settings, /, model: str, onnx_only: bool, **overrides: object) -> None:
+    """Build the artifacts of MODEL for the ONNX Runtime and TensorRT backends, cached by everything that
+    invalidates them; `tag` with the same precision and batch size opens the engine built here."""
     from catalogue_tagger.inference.compile import compile_model, onnx_path_for
+    from catalogue_tagger.models.registry import get_spec
 
-    try:
-        click.echo(f"onnx: {onnx_path_for(model)}")
+    settings = settings_with(settings, **overrides)
+    with user_errors():
+        get_spec(model)
+        click.echo(f"onnx: {onnx_path_for(model, settings.engine_dir)}")
         if not onnx_only:
-            click.echo(f"tensorrt engine: {compile_model(model, precision=precision, max_batch=max_batch)}")
-    except TaggerError as exc:
-        click.echo(f"error ({exc.kind}): {exc}", err=True)
-        sys.exit(2)
+            engine = compile_model(model, settings.engine_dir, settings.precision, settings.batch_size)
+            click.echo(f"tensorrt engine: {engine}")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
@@ -12,22 +10,13 @@ import click
 from sqlalchemy.engine import make_url
 
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import echo_json, user_errors
 from catalogue_tagger.config import Settings
-from catalogue_tagger.errors import StoreError
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from catalogue_tagger.store.queries import Migration
-
-@contextmanager
-def store_errors_as_click() -> Iterator[None]:
-    """A database problem is the user's to fix: say it in one line, exit 1, no traceback."""
-    try:
-        yield
-    except StoreError as exc:
-        raise click.ClickException(f"{exc.kind}: {exc}") from exc
-
 
 def _safe(url: str) -> str:
     return make_url(url).render_as_string(hide_password=True)
@@ -38,12 +27,14 @@ def db() -> None:
     """Create, migrate and inspect the database; start/stop the embedded Postgres."""
 
 
-def _apply(database_url: str | None, step: Callable[[Engine], list[Migration]]) -> tuple[str, list[Migration]]:
+def _apply(
+    settings: Settings, database_url: str | None, step: Callable[[Engine], list[Migration]]
+) -> tuple[str, list[Migration]]:
     """Run ``step`` (``migrate.init`` or ``migrate.migrate``) on the resolved database; its URL and what it applied."""
     from catalogue_tagger.store.engine import make_engine, resolve_database_url
 
-    with store_errors_as_click():
-        url = resolve_database_url(database_url)
+    with user_errors():
+        url = resolve_database_url(database_url or settings.database_url, settings.home)
         engine = make_engine(url)
         try:
             return url, step(engine)
@@ -53,21 +44,23 @@ def _apply(database_url: str | None, step: Callable[[Engine], list[Migration]]) 
 
 @db.command()
 @database_url_option
-def init(database_url: str | None) -> None:
+@click.pass_obj
+def init(settings: Settings, database_url: str | None) -> None:
     """Build the schema (an empty database gets schema.sql in one go; else pending migrations)."""
     from catalogue_tagger.store import migrate
 
-    url, applied = _apply(database_url, migrate.init)
+    url, applied = _apply(settings, database_url, migrate.init)
     click.echo(f"{_safe(url)}: {len(applied)} migration(s) applied" if applied else f"{_safe(url)}: up to date")
 
 
 @db.command(name="migrate")
 @database_url_option
-def migrate_command(database_url: str | None) -> None:
+@click.pass_obj
+def migrate_command(settings: Settings, database_url: str | None) -> None:
     """Apply pending migrations (safe to run from several processes at once)."""
     from catalogue_tagger.store import migrate
 
-    url, applied = _apply(database_url, migrate.migrate)
+    url, applied = _apply(settings, database_url, migrate.migrate)
     for migration in applied:
         click.echo(f"applied {migration.version:04d}_{migration.name}")
     click.echo(f"{_safe(url)}: up to date")
@@ -76,13 +69,13 @@ def migrate_command(database_url: str | None) -> None:
 @db.command()
 @database_url_option
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
-def status(database_url: str | None, as_json: bool) -> None:
+@click.pass_obj
+def status(settings: Settings, database_url: str | None, as_json: bool) -> None:
     """The embedded server's state and the schema's migrations (does not start anything)."""
     from catalogue_tagger.store import migrate
     from catalogue_tagger.store.embedded import EmbeddedPostgres
     from catalogue_tagger.store.engine import make_engine, normalize_url
 
-    settings = Settings.from_env()
     report: dict[str, object] = {}
     url = database_url or settings.database_url
     if url is None:
@@ -93,7 +86,7 @@ def status(database_url: str | None, as_json: bool) -> None:
         report["database"] = _safe(normalize_url(url))
         engine = make_engine(url)
         try:
-            with store_errors_as_click():
+            with user_errors():
                 report["migrations"] = [
                     {"version": s.version, "name": s.name, "applied_at": s.applied_at.isoformat() if s.applied_at else None}
                     for s in migrate.status(engine)
@@ -104,7 +97,7 @@ def status(database_url: str | None, as_json: bool) -> None:
         finally:
             engine.dispose()
     if as_json:
-        click.echo(json.dumps(report))
+        echo_json(report)
         return
     if "embedded" in report:
         server_state = report["embedded"]
@@ -120,19 +113,21 @@ def status(database_url: str | None, as_json: bool) -> None:
 
 
 @db.command()
-def start() -> None:
+@click.pass_obj
+def start(settings: Settings) -> None:
     """Start the embedded server (no-op if it runs) and print its URL."""
     from catalogue_tagger.store.embedded import EmbeddedPostgres
 
-    with store_errors_as_click():
-        click.echo(EmbeddedPostgres(Settings.from_env().home).ensure_running())
+    with user_errors():
+        click.echo(EmbeddedPostgres(settings.home).ensure_running())
 
 
 @db.command()
-def stop() -> None:
+@click.pass_obj
+def stop(settings: Settings) -> None:
     """Stop the embedded server."""
     from catalogue_tagger.store.embedded import EmbeddedPostgres
 
-    with store_errors_as_click():
-        stopped = EmbeddedPostgres(Settings.from_env().home).stop()
+    with user_errors():
+        stopped = EmbeddedPostgres(settings.home).stop()
     click.echo("embedded server stopped" if stopped else "embedded server was not running")

@@ -8,7 +8,9 @@ from pathlib import Path
 
 import click
 
-from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.options import database_url_option, settings_with
+from catalogue_tagger.cli.output import user_errors
+from catalogue_tagger.config import Settings
 
 SHOWN_EXAMPLES = ("tags_of_every_track", "top_tracks_for_a_tag")
 
@@ -27,27 +29,29 @@ def demo_catalogue(home: Path) -> Path:
 @click.command()
 @database_url_option
 @click.option("--top", default=5, show_default=True, help="Tags shown per track.")
-def demo(database_url: str | None, top: int) -> None:
+@click.pass_obj
+def demo(settings: Settings, database_url: str | None, top: int) -> None:
     """Tag a small catalogue of real music into Postgres (embedded by default), then query it."""
     from rich.console import Console
     from rich.table import Table
     from sqlalchemy.engine import make_url
 
-    from catalogue_tagger.config import Settings
-    from catalogue_tagger.pipeline import TagOptions, tag
+    from catalogue_tagger.pipeline import tag
     from catalogue_tagger.progress import RunProgress
     from catalogue_tagger.sources import FolderStore
     from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.queries import example_queries
     from catalogue_tagger.store.store import Store
 
-    settings = Settings.from_env()
+    settings = settings_with(settings, database_url=database_url)
     folder = demo_catalogue(settings.home)
-    url = resolve_database_url(database_url, settings)
     console = Console()
+    with user_errors():
+        url = resolve_database_url(settings.database_url, settings.home)
     console.print(f"Tagging the demo catalogue in {folder} with {', '.join(settings.models)} …")
-    with FolderStore(folder) as source, Store.connect(url) as store, RunProgress() as progress:
-        report = tag(source, store, TagOptions(models=settings.models, workers=1), progress=progress)
+    with user_errors(), FolderStore(folder) as source, Store.connect(url, retry_s=settings.database_retry_s) as store, RunProgress() as progress:
+        store.migrate()
+        report = tag(source, store, settings, progress=progress)
         console.print(
             f"run {report.run_id}: tagged {report.tagged}, failed {report.n_failed}, "
             f"already tagged {report.skipped}; {report.xrealtime:.0f}x realtime"

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from catalogue_tagger.cli.failures import exit_2_on_tagger_error
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import echo_json, print_table, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.group()
@@ -26,7 +26,8 @@ def heads() -> None:
 @click.option("--objective", default="f1", show_default=True, help="Threshold choice: f1 or precision>=P.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @database_url_option
-def train(labels_path: str, name: str, from_model: str, min_per_class: int, objective: str, as_json: bool,
+@click.pass_obj
+def train(settings: Settings, labels_path: str, name: str, from_model: str, min_per_class: int, objective: str, as_json: bool,
           database_url: str | None) -> None:
     """Train one logistic regression per label, report cross-validated AUCs, store it, score every track.
 
@@ -35,12 +36,14 @@ def train(labels_path: str, name: str, from_model: str, min_per_class: int, obje
     from catalogue_tagger.calibrate import parse_objective
     from catalogue_tagger.heads import train_head
     from catalogue_tagger.labelsets import read_labels
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error():
+    with user_errors():
         parse_objective(objective)
         labels = read_labels(labels_path)
-        with Store.connect(database_url) as store:
+        with Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
+            store.migrate()
             report = train_head(store, labels, name, from_model, min_per_class=min_per_class, objective=objective)
     rows: list[dict[str, Any]] = [
         {
@@ -58,48 +61,41 @@ def train(labels_path: str, name: str, from_model: str, min_per_class: int, obje
         "scored_tracks": report.scored_tracks, "score_s": round(report.score_s, 3),
     }
     if as_json:
-        click.echo(json.dumps(summary))
+        echo_json(summary)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("label", "pos", "neg", "CV ROC-AUC", "CV PR-AUC", "threshold", "ambiguous band", "P / R",
-                  title=f"head {name} ({report.weights_sha256[:12]}) on {from_model} embeddings, "
-                        f"{report.n_tracks} labelled tracks")
-    for r in rows:
-        table.add_row(r["label"], str(r["positive"]), str(r["negative"]), f"{r['cv_roc_auc']:.3f}",
-                      f"{r['cv_pr_auc']:.3f}", f"{r['threshold']:.3f}",
-                      f"[{r['ambiguous'][0]:.3f}, {r['ambiguous'][1]:.3f})", f"{r['precision']:.2f} / {r['recall']:.2f}")
-    console = Console()
-    console.print(table)
+    print_table(
+        ["label", "pos", "neg", "CV ROC-AUC", "CV PR-AUC", "threshold", "ambiguous band", "P / R"],
+        [[r["label"], r["positive"], r["negative"], f"{r['cv_roc_auc']:.3f}", f"{r['cv_pr_auc']:.3f}",
+          f"{r['threshold']:.3f}", f"[{r['ambiguous'][0]:.3f}, {r['ambiguous'][1]:.3f})",
+          f"{r['precision']:.2f} / {r['recall']:.2f}"] for r in rows],
+        title=f"head {name} ({report.weights_sha256[:12]}) on {from_model} embeddings, {report.n_tracks} labelled tracks",
+    )
     for label, why in report.fit.skipped.items():
-        console.print(f"refused {label}: {why}", markup=False)
+        click.echo(f"refused {label}: {why}")
     if report.missing:
-        console.print(f"{len(report.missing)} labelled track(s) have no stored {from_model} embedding (ignored)")
-    console.print(f"scored {report.scored_tracks} track(s) from stored embeddings in {report.score_s:.2f} s")
+        click.echo(f"{len(report.missing)} labelled track(s) have no stored {from_model} embedding (ignored)")
+    click.echo(f"scored {report.scored_tracks} track(s) from stored embeddings in {report.score_s:.2f} s")
 
 
 @heads.command(name="list")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per (head version, label).")
 @database_url_option
-def list_command(as_json: bool, database_url: str | None) -> None:
+@click.pass_obj
+def list_command(settings: Settings, as_json: bool, database_url: str | None) -> None:
     """Every head version with its labels and cross-validated AUCs."""
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.intelligence import list_heads
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error(), Store.connect(database_url) as store:
-        rows = list_heads(store)
+    with user_errors():
+        with Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
+            rows = list_heads(store)
     if as_json:
         for row in rows:
-            click.echo(json.dumps(row))
+            echo_json(row)
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("head", "version", "current", "from", "label", "pos", "neg", "CV ROC-AUC", "CV PR-AUC")
-    for r in rows:
-        auc = "" if r["cv_roc_auc"] is None else f"{r['cv_roc_auc']:.3f}"
-        ap = "" if r["cv_pr_auc"] is None else f"{r['cv_pr_auc']:.3f}"
-        table.add_row(r["name"], r["weights_sha256"][:12], "yes" if r["current"] else "", r["source_model"], r["tag"],
-                      str(r["n_positive"]), str(r["n_negative"]), auc, ap)
-    Console().print(table)
+    print_table(
+        ["head", "version", "current", "from", "label", "pos", "neg", "CV ROC-AUC", "CV PR-AUC"],
+        [[r["name"], r["weights_sha256"][:12], "yes" if r["current"] else "", r["source_model"], r["tag"],
+          r["n_positive"], r["n_negative"], r["cv_roc_auc"], r["cv_pr_auc"]] for r in rows],
+    )

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from catalogue_tagger.cli.models_sota import convert_sota as convert_sota_command
+from catalogue_tagger.cli.output import CannotRun, echo_json, print_table, user_errors
 
 
 @click.group()
@@ -22,24 +24,18 @@ def list_models(fmt: str) -> None:
     specs = list_specs()
     if fmt == "json":
         for spec in specs:
-            row = {
+            echo_json({
                 "name": spec.name, "kind": spec.kind, "architecture": spec.architecture, "n_labels": spec.n_labels,
                 "embedding_size": spec.embedding_size, "default": spec.default,
                 "weights_sha256": spec.weights_sha256, "roc_auc": spec.roc_auc, "pr_auc": spec.pr_auc,
                 "licence": spec.licence,
-            }
-            click.echo(json.dumps(row))
+            })
         return
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("name", "kind", "labels", "weights sha256", "ROC-AUC", "PR-AUC", "default")
-    for spec in specs:
-        table.add_row(
-            spec.name, f"{spec.kind} ({spec.architecture})", str(spec.n_labels), spec.weights_sha256[:12],
-            _auc(spec.roc_auc), _auc(spec.pr_auc), "yes" if spec.default else "",
-        )
-    Console().print(table)
+    print_table(
+        ["name", "kind", "labels", "weights sha256", "ROC-AUC", "PR-AUC", "default"],
+        [[spec.name, f"{spec.kind} ({spec.architecture})", spec.n_labels, spec.weights_sha256[:12],
+          _auc(spec.roc_auc), _auc(spec.pr_auc), "yes" if spec.default else ""] for spec in specs],
+    )
 
 
 def _auc(value: float | None) -> str:
@@ -53,14 +49,11 @@ def _auc(value: float | None) -> str:
               help="Output folder (default: the package's weights folder).")
 def convert(wheel: Path | None, out: Path | None) -> None:
     """Rebuild the musicnn/vgg weights from the musicnn 0.1.0 wheel and check them against the pins."""
-    from catalogue_tagger.errors import TaggerError
     from catalogue_tagger.models.convert import WEIGHTS_DIR, convert_downloading
     from catalogue_tagger.models.registry import SPECS
 
-    try:
+    with user_errors():
         manifest = convert_downloading(wheel, out or WEIGHTS_DIR)
-    except TaggerError as exc:
-        raise click.ClickException(str(exc)) from exc
     mismatched = []
     for name, entry in manifest["models"].items():
         pinned = SPECS[name].weights_sha256
@@ -69,7 +62,7 @@ def convert(wheel: Path | None, out: Path | None) -> None:
             mismatched.append(name)
         click.echo(f"{name}: {entry['weights_file']} sha256 {entry['sha256']} {status}")
     if mismatched:
-        raise click.ClickException(f"converted weights differ from the registry pins: {', '.join(mismatched)}")
+        raise CannotRun(f"converted weights differ from the registry pins: {', '.join(mismatched)}")
 
 
 @models.command("train-waveform")
@@ -101,7 +94,6 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
     """
     import logging
 
-    from catalogue_tagger.errors import TaggerError
     from catalogue_tagger.training.progress import TrainingProgress
     from catalogue_tagger.training.run import train_waveform
     from catalogue_tagger.training.train import TrainConfig
@@ -110,12 +102,9 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
     config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
                          precision=precision, crops_per_track=crops_per_track,
                          device=device)
-    try:
-        with TrainingProgress() as progress:
-            report = train_waveform(corpus_dir, out_dir, config, cache_dir=cache_dir, resume=resume,
-                                    baseline=baseline, hooks=progress)
-    except TaggerError as exc:
-        raise click.ClickException(str(exc)) from exc
+    with user_errors(), TrainingProgress() as progress:
+        report = train_waveform(corpus_dir, out_dir, config, cache_dir=cache_dir, resume=resume,
+                                baseline=baseline, hooks=progress)
     if report and report["best_epoch"]:
         best = report["best_epoch"]
         final = report["best_epoch_all_windows"]
@@ -124,3 +113,7 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
         click.echo(f"selected epoch {best['epoch']} ({scope}): macro ROC-AUC {figures['macro_roc_auc']:.4f}, "
                    f"median Spearman {figures['median_spearman']:.4f}; accepted: {report['accepted']}; "
                    f"report in {out_dir}")
+
+
+# sibling of `convert` for Won et al.'s MTAT checkpoints (its own module: another source, another manifest)
+models.add_command(convert_sota_command)

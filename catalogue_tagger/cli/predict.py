@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import json
 import sys
 from typing import Any
 
 import click
 
-from catalogue_tagger.records import ModelOutput, TrackFailure, TrackResult
+from catalogue_tagger.cli.options import models_option, run_options, settings_with
+from catalogue_tagger.cli.output import EXIT_SOME_FAILED, echo_json, print_table, user_errors
+from catalogue_tagger.config import Settings
+from catalogue_tagger.records import ModelOutput, TrackFailure
 
 TOP_N = 5
 
@@ -38,59 +40,56 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
 
 @click.command()
 @click.argument("files", nargs=-1, required=True, type=click.Path(dir_okay=False))
-@click.option("--model", "models", default="musicnn-mtt", show_default=True, help="Model name(s), comma-separated.")
+@models_option
 @click.option("--segments", is_flag=True, help="Include the per-segment scores (the taggram).")
 @click.option("--embedding", is_flag=True, help="Include the track embedding (models that have one).")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
-@click.option("--batch-size", default=64, show_default=True)
-@click.option("--backend", type=click.Choice(["torch", "onnx", "tensorrt"]), default="torch", show_default=True)
-@click.option("--device", default="cpu", show_default=True)
-@click.option("--max-duration", "max_duration_s", type=float, default=None, help="Decode at most this many seconds.")
 @click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
               help="Draw the taggram to this PNG (several files or models: NAME-<file>-<model>.png beside it).")
-def predict(files: tuple[str, ...], models: str, segments: bool, embedding: bool, fmt: str, batch_size: int, backend: str, device: str, max_duration_s: float | None, plot_path: str | None) -> None:
-    """Tag FILES with a model and print the track scores (exit 1 if any file could not be tagged)."""
+@run_options
+@click.pass_obj
+def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embedding: bool, fmt: str,
+            plot_path: str | None, **overrides: object) -> None:
+    """Tag FILES and print the track scores; exit 1 if any file could not be tagged."""
     from catalogue_tagger.models.registry import get_spec
     from catalogue_tagger.predict import predict_files
 
-    names = [m.strip() for m in models.split(",") if m.strip()]
-    specs = {name: get_spec(name) for name in names}
+    settings = settings_with(settings, keep_segments=segments or plot_path is not None, **overrides)
     failed = False
     rows: list[dict[str, Any]] = []
-    for prediction in predict_files(files, names, batch_size=batch_size, backend=backend, device=device, keep_segments=segments or plot_path is not None, max_duration_s=max_duration_s):
-        outcome = prediction.outcome
-        if plot_path is not None and isinstance(outcome, TrackResult):
-            from catalogue_tagger.cli.taggram import draw_taggrams
-
-            draw_taggrams(plot_path, prediction.path, outcome, specs, several=len(files) * len(names) > 1)
-        if isinstance(outcome, TrackFailure):
-            failed = True
-            records = [{"path": prediction.path, "model": name, "error": {"kind": outcome.kind, "detail": outcome.detail}} for name in names]
-        else:
-            records = [
-                prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags, segments=segments, embedding=embedding)
-                for out in outcome.outputs
-            ]
-        for record in records:
-            if fmt == "json":
-                click.echo(json.dumps(record, ensure_ascii=False))
+    with user_errors():
+        specs = {name: get_spec(name) for name in settings.models}
+        for prediction in predict_files(files, settings):
+            outcome = prediction.outcome
+            if isinstance(outcome, TrackFailure):
+                failed = True
+                error = {"kind": outcome.kind, "detail": outcome.detail}
+                records = [{"path": prediction.path, "model": name, "error": error} for name in specs]
             else:
-                rows.append(record)
+                if plot_path is not None:
+                    from catalogue_tagger.cli.taggram import draw_taggrams
+
+                    draw_taggrams(plot_path, prediction.path, outcome, specs, several=len(files) * len(specs) > 1)
+                records = [
+                    prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags,
+                                    segments=segments, embedding=embedding)
+                    for out in outcome.outputs
+                ]
+            for record in records:
+                if fmt == "json":
+                    echo_json(record)
+                else:
+                    rows.append(record)
     if fmt == "table":
-        _print_table(rows)
+        print_table(["file", "model", "duration (s)", "segments", "top tags", "flags"], [_table_row(r) for r in rows])
     if failed:
-        sys.exit(1)
+        sys.exit(EXIT_SOME_FAILED)
 
 
-def _print_table(rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
-    table = Table("file", "model", "duration (s)", "segments", "top tags", "flags")
-    for r in rows:
-        if "error" in r:
-            table.add_row(r["path"], r["model"], "", "", f"[red]{r['error']['kind']}[/]: {r['error']['detail']}", "")
-        else:
-            top = ", ".join(f"{tag} {score:.2f}" for tag, score in r["top"])
-            table.add_row(r["path"], r["model"], f"{r['duration_s']:.1f}", str(r["n_segments"]), top, ",".join(r["flags"]))
-    Console().print(table)
+def _table_row(record: dict[str, Any]) -> list[str]:
+    if "error" in record:
+        error = record["error"]
+        return [record["path"], record["model"], "", "", f"{error['kind']}: {error['detail']}", ""]
+    top = ", ".join(f"{tag} {score:.2f}" for tag, score in record["top"])
+    return [record["path"], record["model"], f"{record['duration_s']:.1f}", str(record["n_segments"]), top,
+            ",".join(record["flags"])]

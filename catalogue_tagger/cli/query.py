@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 import click
 
-from catalogue_tagger.cli.db import store_errors_as_click
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import echo_json, print_table, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
@@ -21,18 +19,25 @@ from catalogue_tagger.cli.options import database_url_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json: one object per line.")
 @database_url_option
-def query(tag: str | None, track: str | None, family: str | None, text: str | None, model: str | None, top: int, fmt: str, database_url: str | None) -> None:
-    """Query stored tags: the best tracks for --tag TAG, the tags of --track URI, --family F or --text WORDS."""
+@click.pass_obj
+def query(settings: Settings, tag: str | None, track: str | None, family: str | None, text: str | None,
+          model: str | None, top: int, fmt: str, database_url: str | None) -> None:
+    """Query stored tags: the best tracks for --tag TAG, the tags of --track URI, the tracks by --family F, or
+    by plain words --text WORDS (reads only)."""
     if sum(option is not None for option in (tag, track, family, text)) != 1:
         raise click.UsageError("give exactly one of --tag, --track, --family or --text")
+    from catalogue_tagger.store.engine import resolve_database_url
+
     if family is not None or text is not None:
         from catalogue_tagger.cli.query_words import query_words
 
-        query_words(family, text, model, top, fmt, database_url)
+        with user_errors():
+            url = resolve_database_url(database_url or settings.database_url, settings.home)
+        query_words(family, text, model, top, fmt, url)
         return
     from catalogue_tagger.store.store import Store
 
-    with store_errors_as_click(), Store.connect(database_url) as store:
+    with user_errors(), Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
         if tag is not None:
             rows = store.top_tracks(tag, model=model, top=top)
             columns = ["uri", "model", "score"]
@@ -44,20 +49,6 @@ def query(tag: str | None, track: str | None, family: str | None, text: str | No
             title = f"tags of {track}"
     if fmt == "json":
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            echo_json(row)
         return
-    _print_table(title, columns, rows)
-
-
-def _print_table(title: str, columns: list[str], rows: list[dict[str, Any]]) -> None:
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="right" if column.startswith("score") else "left")
-    for row in rows:
-        # Text(): stored strings are data, never rich markup.
-        table.add_row(*(Text(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns))
-    Console().print(table)
+    print_table(columns, [[row[c] for c in columns] for row in rows], title=title)

@@ -2,20 +2,20 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import click
 
-from catalogue_tagger.cli.failures import exit_2_on_tagger_error
+from catalogue_tagger.cli.output import echo_json, print_table, user_errors
 
 
 def query_words(family: str | None, text: str | None, model: str | None, top: int, fmt: str,
-                database_url: str | None) -> None:
+                database_url: str) -> None:
+    """Print tracks by family, or by plain words (with what the words matched); ``database_url`` resolved."""
     from catalogue_tagger.families import rank_by_text, top_by_family
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error(), Store.connect(database_url) as store:
+    with user_errors(), Store.connect(database_url) as store:
         if family is not None:
             rows: list[dict[str, Any]] = [dict(r) for r in top_by_family(store, family, model, top)]
             columns, title = ["uri", "model", "tag", "score"], f"top {top} tracks by {family} tag"
@@ -30,21 +30,12 @@ def query_words(family: str | None, text: str | None, model: str | None, top: in
             title = f"top {top} tracks for {text!r}"
     if fmt == "json":
         if matched is not None:
-            click.echo(json.dumps({"matched": matched, "unmatched": list(match.unmatched)}, ensure_ascii=False))
+            echo_json({"matched": matched, "unmatched": list(match.unmatched)})
         for row in rows:
-            click.echo(json.dumps(row, ensure_ascii=False))
+            echo_json(row)
         return
     if matched is not None:
         click.echo("matched: " + "; ".join(f"{word} → {', '.join(tags)}" for word, tags in matched.items()))
         if match.unmatched:
             click.echo("not matched: " + ", ".join(match.unmatched))
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table(title=title)
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("uri", "model", "tag") else "right")
-    for row in rows:
-        table.add_row(*(Text(f"{row[c]:.4f}" if isinstance(row[c], float) else str(row[c])) for c in columns))
-    Console().print(table)
+    print_table(columns, [[row[c] for c in columns] for row in rows], title=title)

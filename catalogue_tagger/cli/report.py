@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from catalogue_tagger.cli.failures import exit_2_on_tagger_error
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import CannotRun, echo_json, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
@@ -15,22 +14,29 @@ from catalogue_tagger.cli.options import database_url_option
               help="Write figures into this folder: tag prevalence, score histograms, failures by kind, throughput per run.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
 @database_url_option
-def report(plot_dir: str | None, as_json: bool, database_url: str | None) -> None:
+@click.pass_obj
+def report(settings: Settings, plot_dir: str | None, as_json: bool, database_url: str | None) -> None:
     """Counts of tracks by status, failures by kind, runs, the most prevalent tags; --plot draws them."""
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.intelligence import catalogue_report
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error(), Store.connect(database_url) as store:
-        data = catalogue_report(store)
+    with user_errors():
+        url = resolve_database_url(database_url or settings.database_url, settings.home)
+        with Store.connect(url) as store:
+            data = catalogue_report(store)
     paths = []
     if plot_dir is not None:
-        from catalogue_tagger.plots import catalogue_figures
+        try:
+            from catalogue_tagger.plots import catalogue_figures
+        except ImportError as exc:
+            raise CannotRun(f"figures need matplotlib: pip install 'catalogue-tagger[plots]' ({exc})") from exc
 
         paths = [str(p) for p in catalogue_figures(data, plot_dir)]
     if as_json:
-        click.echo(json.dumps({"counts": data.counts, "failures": data.failures, "runs": data.runs,
+        echo_json({"counts": data.counts, "failures": data.failures, "runs": data.runs,
                                "prevalence": [{"model": m, "tag": t, "mean_score": s, "share_above": a}
-                                              for m, t, s, a in data.prevalence], "figures": paths}))
+                                              for m, t, s, a in data.prevalence], "figures": paths})
         return
     c = data.counts
     click.echo(f"tracks {int(c['total'])}: tagged {int(c['tagged'])} ({c['tagged_hours']:.2f} h), "

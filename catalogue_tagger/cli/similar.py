@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from catalogue_tagger.cli.failures import exit_2_on_tagger_error
 from catalogue_tagger.cli.options import database_url_option
+from catalogue_tagger.cli.output import echo_json, print_table, user_errors
+from catalogue_tagger.config import Settings
 
 
 @click.command()
@@ -21,28 +20,24 @@ from catalogue_tagger.cli.options import database_url_option
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True,
               help="json: one {uri, model, distance} per line.")
 @database_url_option
-def similar(uri: str, model: str, top: int, filters: tuple[str, ...], tags_model: str | None, exact: bool, fmt: str,
+@click.pass_obj
+def similar(settings: Settings, uri: str, model: str, top: int, filters: tuple[str, ...], tags_model: str | None, exact: bool, fmt: str,
             database_url: str | None) -> None:
     """Tracks that sound like the one at URI: nearest stored embeddings (cosine), the track itself excluded.
 
     Example: catalogue-tagger similar s3://label/masters/0001.flac --top 20 --where 'vocals<0.3'
     """
     from catalogue_tagger.similar import parse_filter, similar as find_similar
+    from catalogue_tagger.store.engine import resolve_database_url
     from catalogue_tagger.store.store import Store
 
-    with exit_2_on_tagger_error():
+    with user_errors():
         parsed = [parse_filter(f) for f in filters]
-        with Store.connect(database_url) as store:
+        with Store.connect(resolve_database_url(database_url or settings.database_url, settings.home)) as store:
             neighbours = find_similar(store, uri, model, top, parsed, tags_model=tags_model, exact=exact)
     if fmt == "json":
         for n in neighbours:
-            click.echo(json.dumps({"uri": n.uri, "model": n.model, "distance": round(n.distance, 6)}))
+            echo_json({"uri": n.uri, "model": n.model, "distance": round(n.distance, 6)})
         return
-    from rich.console import Console
-    from rich.table import Table
-    from rich.text import Text
-
-    table = Table("#", "uri", "distance", title=f"tracks like {uri} ({model})")
-    for i, n in enumerate(neighbours, start=1):
-        table.add_row(str(i), Text(n.uri), f"{n.distance:.4f}")
-    Console().print(table)
+    print_table(["#", "uri", "distance"], [[i, n.uri, n.distance] for i, n in enumerate(neighbours, start=1)],
+                title=f"tracks like {uri} ({model})")

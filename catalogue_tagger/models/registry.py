@@ -16,7 +16,7 @@ import torch
 from safetensors.torch import load as load_safetensors
 
 from catalogue_tagger.errors import ModelError, UnknownModel, WeightsMismatch
-from catalogue_tagger.models import musicnn, samplecnn, vgg
+from catalogue_tagger.models import musicnn, samplecnn, sota, vgg
 from catalogue_tagger.models.base import ModelSpec, Tagger
 from catalogue_tagger.models.frontend import SEGMENT_HOP, SEGMENT_PAD, SEGMENT_WINDOW
 from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
@@ -70,12 +70,22 @@ SPECS["samplecnn-mtt"] = samplecnn.samplecnn_spec(
            "docs/waveform-tagger.md)",
 )
 
+# Won et al. (SMC 2020), MIT: converted from ../shared/weights/sota-mtat (manifest-sota-mtat.json)
+for _spec in (
+    sota.sota_spec("musicnn-sota-mtt", "sota-musicnn", "musicnn",
+                   "c21601f1979a367ebad0941eeb3ee87a14aa920429a3f93f83f15e7c613adb60"),
+    sota.sota_spec("fcn-mtt", "sota-fcn", "fcn", "1e5c0aa6511ee88c363d6162b21ee34ee3979007beeb54ffd7deaa5afe6dee2d"),
+    sota.sota_spec("crnn-mtt", "sota-crnn", "crnn", "3aeb67977a8269ad69786cab8c541e435bc105a23d2622d77b77e9d5f0411e9f"),
+):
+    SPECS[_spec.name] = _spec
+
 # architecture -> module with random weights for that spec
 BUILDERS: dict[str, Callable[[ModelSpec], Tagger]] = {
     "musicnn": lambda spec: SpectrogramTagger(spec, musicnn.MusicnnNet(spec.n_labels)),
     "vgg": lambda spec: SpectrogramTagger(spec, vgg.VggNet(spec.n_labels, pools="musicnn")),
     "vgg-as-trained-msd": lambda spec: SpectrogramTagger(spec, vgg.VggNet(spec.n_labels, pools="as_trained_msd")),
     "samplecnn": samplecnn.build,
+    **{architecture: sota.build for architecture in sota.NETWORKS},
 }
 
 

@@ -38,7 +38,8 @@ class VggNet(nn.Module):
         x = self.input_bn(mel.unsqueeze(1))
         for conv, bn, pool in zip(self.convs, self.bns, self.pools):
             x = pool(bn(F.relu(conv(x))))
-        return x
+        out: torch.Tensor = x
+        return out
 
     def forward(self, mel: torch.Tensor) -> tuple[torch.Tensor]:
         flat = self.pool5(mel).permute(0, 2, 3, 1).flatten(1)  # TF flattens (time, mel, channel)

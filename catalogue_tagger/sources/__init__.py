@@ -8,6 +8,7 @@ from typing import BinaryIO, cast
 from catalogue_tagger.errors import FetchError, SourceError
 from catalogue_tagger.sources.base import AUDIO_EXTENSIONS, ObjectStore, is_audio_name
 from catalogue_tagger.sources.folder import FolderStore, open_file_uri, path_from_file_uri
+from catalogue_tagger.sources.shard import Shard, ShardedSource, shard_of
 from catalogue_tagger.sources.s3 import S3Object, S3Store, make_s3_client, parse_s3_uri
 
 __all__ = [
@@ -16,10 +17,13 @@ __all__ = [
     "ObjectStore",
     "S3Object",
     "S3Store",
+    "Shard",
+    "ShardedSource",
     "is_audio_name",
     "open_source",
     "open_uri",
     "parse_s3_uri",
+    "shard_of",
 ]
 
 

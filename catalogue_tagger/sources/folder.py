@@ -75,15 +75,6 @@ def _info(path: Path, st: os.stat_result) -> ObjectInfo:
     )
 
 
-def stat_file_uri(uri: str) -> ObjectInfo:
-    """The :class:`ObjectInfo` of one local file, as :meth:`FolderStore.list` would report it."""
-    path = path_from_file_uri(uri)
-    try:
-        return _info(path, path.stat())
-    except OSError as exc:
-        raise FetchError(f"{uri}: {exc.strerror or exc}") from exc
-
-
 def open_file_uri(uri: str) -> BinaryIO:
     """Open a ``file://`` URI for binary reading, translating OS errors into :class:`FetchError`."""
     path = path_from_file_uri(uri)

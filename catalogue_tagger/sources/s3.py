@@ -127,18 +127,6 @@ class S3Store(ObjectStore):
         # S3Object implements the binary file interface (io.RawIOBase); typing.BinaryIO is nominal.
         return cast(BinaryIO, S3Object(self.client, bucket, key, block_size=self.block_size))
 
-    def stat(self, uri: str) -> ObjectInfo:
-        """The :class:`ObjectInfo` of one object (a ``HEAD`` request)."""
-        bucket, key = parse_s3_uri(uri)
-        head = _head(self.client, bucket, key)
-        return ObjectInfo(
-            uri=uri,
-            etag=str(head["ETag"]).strip('"'),
-            size=int(head["ContentLength"]),
-            last_modified=head["LastModified"],
-        )
-
-
 def _head(client: Any, bucket: str, key: str) -> dict[str, Any]:
     uri = f"s3://{bucket}/{key}"
     try:

@@ -7,7 +7,9 @@ reach for the raw psycopg connection, because COPY and multi-statement scripts (
 
 from __future__ import annotations
 
+import logging
 import struct
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -27,6 +29,8 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from catalogue_tagger.errors import StoreError
 
 T = TypeVar("T")
+
+logger = logging.getLogger(__name__)
 
 
 def _raw(conn: Connection) -> psycopg.Connection[Any]:
@@ -105,21 +109,41 @@ def store_errors(action: str, error: type[StoreError] = StoreError) -> Iterator[
         raise error(f"{action}: {type(cause).__name__}: {str(cause).strip()}") from exc
 
 
-def retry_on_conflict(action: Callable[[], T], attempts: int = 3) -> T:
-    """Run ``action`` (one whole transaction), again if Postgres aborted it for a deadlock.
+def retry_transaction(action: Callable[[], T], *, outage_s: float, conflicts: int = 5) -> T:
+    """Run ``action`` (one whole transaction), again when replaying it is safe and may succeed:
 
-    Writers lock rows in a fixed order, but discovery (by uri) and result writing (by track_id) can
-    still meet in opposite orders; Postgres then aborts one of them, which is safe to replay.
+    - Postgres aborted it for a deadlock or a serialization failure (up to ``conflicts`` attempts): writers lock
+      rows in a fixed order, but discovery (by uri) and result writing (by track_id) can still meet in
+      opposite orders;
+    - the connection was lost (server restarted, network cut): tried again with backoff for up to
+      ``outage_s`` seconds; the pool hands out a fresh connection once the server answers.
+
+    Every write is an idempotent merge in one transaction, so a replay after an unknown outcome changes nothing.
     """
-    for attempt in range(1, attempts + 1):
+    deadline: float | None = None
+    delay = 0.2
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return action()
         except (DBAPIError, psycopg.Error) as exc:
             cause = getattr(exc, "orig", None) or exc
-            retryable = isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure))
-            if not retryable or attempt == attempts:
+            if isinstance(cause, (psycopg.errors.DeadlockDetected, psycopg.errors.SerializationFailure)):
+                if attempt >= conflicts:
+                    raise
+                continue
+            lost = isinstance(cause, psycopg.OperationalError) or getattr(exc, "connection_invalidated", False)
+            if not lost:
                 raise
-    raise AssertionError("unreachable")
+            now = time.monotonic()
+            deadline = deadline if deadline is not None else now + outage_s
+            if now >= deadline:
+                raise
+            logger.warning("database connection lost (%s); retrying for up to %.0f s more", type(cause).__name__,
+                           deadline - now)
+            time.sleep(min(delay, max(0.0, deadline - now)))
+            delay = min(delay * 2, 5.0)
 
 
 def _libpq_url(database_url: str) -> str:

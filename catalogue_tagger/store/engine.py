@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.engine import make_url
 
-from catalogue_tagger.config import Settings
 
 
 def normalize_url(database_url: str) -> str:
@@ -19,15 +20,13 @@ def normalize_url(database_url: str) -> str:
     return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
 
 
-def resolve_database_url(database_url: str | None, settings: Settings | None = None) -> str:
-    """The explicit URL, else ``CATALOGUE_TAGGER_DATABASE_URL``, else the embedded server (started on demand)."""
-    settings = settings or Settings.from_env()
-    url = database_url or settings.database_url
-    if url:
-        return normalize_url(url)
+def resolve_database_url(database_url: str | None, home: Path) -> str:
+    """``database_url``, else the embedded server under ``home`` (started on demand)."""
+    if database_url:
+        return normalize_url(database_url)
     from catalogue_tagger.store.embedded import EmbeddedPostgres
 
-    return normalize_url(EmbeddedPostgres(settings.home).ensure_running())
+    return normalize_url(EmbeddedPostgres(home).ensure_running())
 
 
 def make_engine(database_url: str) -> Engine:

@@ -1,7 +1,8 @@
 """The named SQL of ``sql/queries.sql``, ``schema.sql`` and ``migrations/``, loaded once from the package.
 
 SQL lives in ``.sql`` files so a reviewer reads and diffs it as SQL; Python asks for statements by name.
-``importlib.resources`` makes this work from a wheel as well as from a checkout.
+The files' one home is the top-level ``sql/``; a built package carries a copy as ``catalogue_tagger/sql``
+(setup.py copies it at build time), read through ``importlib.resources`` so it works from any wheel.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
 from importlib.resources.abc import Traversable
+from pathlib import Path
 
 from sqlalchemy import TextClause, text
 
@@ -19,7 +21,15 @@ _MIGRATION_NAME = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
 def sql_dir() -> Traversable:
-    return files("catalogue_tagger") / "sql"
+    """The SQL files: ``catalogue_tagger/sql`` of an installed package, else ``sql/`` of the checkout (a source
+    tree or an editable install, where the package sits beside it)."""
+    packaged = files("catalogue_tagger") / "sql"
+    if packaged.is_dir():
+        return packaged
+    checkout = Path(__file__).resolve().parents[2] / "sql"
+    if checkout.is_dir():
+        return checkout
+    raise FileNotFoundError(f"catalogue_tagger's SQL is missing: neither {packaged} nor {checkout} exists")
 
 
 def parse_queries(source: str) -> dict[str, str]:

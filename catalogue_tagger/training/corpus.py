@@ -14,7 +14,6 @@ import hashlib
 import json
 import logging
 import os
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -62,14 +61,6 @@ class CorpusTrack:
         digest = hashlib.sha1(self.track_id.encode()).hexdigest()[:10]
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.track_id.replace("/", "__"))
         return f"{stem}-{digest}"
-
-
-def fetch(dest: Path, packages: Sequence[str], script: Path) -> None:
-    """Fetch ``packages`` with the corpus script (``apt-get download``; needs root), into ``dest``."""
-    unknown = [p for p in packages if p not in TRAINING_PACKAGES]
-    if unknown:
-        raise CorpusError(f"not training packages: {', '.join(unknown)}")
-    subprocess.run(["bash", str(script), str(dest), "--packages", " ".join(packages)], check=True)
 
 
 def discover(audio_dir: Path) -> list[tuple[str, Path]]:

@@ -10,7 +10,7 @@ import pytest
 
 from catalogue_tagger.config import Settings
 from dagster_catalogue import DAY_1, DAY_2, START, DefsFactory, place
-from dagster_defs import DeploymentOptions, PartitionScheme, build_definitions
+from dagster_defs import build_definitions
 
 
 @pytest.fixture
@@ -36,8 +36,8 @@ def make_defs(catalogue: Path, fresh_database_url: str) -> DefsFactory:
     """``make_defs(shards=1)`` → the code location's definitions over ``catalogue`` and a fresh database."""
 
     def make(shards: int = 1) -> dg.Definitions:
-        settings = Settings(database_url=fresh_database_url, source=str(catalogue))
-        scheme = PartitionScheme(start_date=START, shards=shards)
-        return build_definitions(settings, scheme, DeploymentOptions(executor="in_process"), environ={})
+        settings = Settings(database_url=fresh_database_url, source=str(catalogue), partition_start=START,
+                            shards=shards, executor="in_process", workers=1)
+        return build_definitions(settings)
 
     return make

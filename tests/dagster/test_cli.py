@@ -74,7 +74,6 @@ def test_asset_materialize_tags_exactly_that_day(dagster_env: dict[str, str], fr
     assert day_2["total"] == 0
 
 
-@pytest.mark.slow
 def test_backfill_command_tags_both_partitions(dagster_env: dict[str, str], fresh_database_url: str) -> None:
     done = subprocess.run(
         [str(BIN / "catalogue-tagger"), "backfill", "--from", DAY_1, "--to", DAY_2],
@@ -138,7 +137,6 @@ ASSETS_QUERY = """
 """
 
 
-@pytest.mark.slow
 def test_dagster_dev_shows_the_assets(dagster_dev: str) -> None:
     deadline = time.monotonic() + 120
     while True:  # the code location loads after the webserver answers
@@ -153,7 +151,6 @@ def test_dagster_dev_shows_the_assets(dagster_dev: str) -> None:
     assert checks == {"every_track_tagged_or_failed", "scores_in_range", "failure_rate_below_threshold"}
 
 
-@pytest.mark.slow
 def test_backfill_through_the_webserver_tags_both_partitions(
     dagster_dev: str, dagster_env: dict[str, str], fresh_database_url: str
 ) -> None:

@@ -7,8 +7,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import dagster as dg
+import pytest
 
-from dagster_defs.partitions import PartitionScheme, shard_of
+from catalogue_tagger.config import Settings
+from catalogue_tagger.errors import SettingsError
+from catalogue_tagger.sources import shard_of
+from dagster_defs import build_definitions
+from dagster_defs.partitions import PartitionScheme
 from dagster_catalogue import DAY_1, DAY_2, DAY_3, DefsFactory, place
 
 
@@ -63,6 +68,22 @@ def test_nightly_schedule_targets_the_previous_day(make_defs: DefsFactory) -> No
     context = dg.build_schedule_context(scheduled_execution_time=datetime(2024, 5, 2, 1, 30, tzinfo=timezone.utc))
     requests = schedule(context)
     assert [r.partition_key for r in requests] == ["2024-05-01"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("value", "status"),
+    [(None, dg.DefaultScheduleStatus.STOPPED), ("false", dg.DefaultScheduleStatus.STOPPED),
+     ("true", dg.DefaultScheduleStatus.RUNNING), ("1", dg.DefaultScheduleStatus.RUNNING)],
+)  # fmt: skip
+def test_nightly_schedule_default_state_is_a_setting(value: str | None, status: dg.DefaultScheduleStatus) -> None:
+    env = {} if value is None else {"CATALOGUE_TAGGER_SCHEDULE_RUNNING": value}
+    defs = build_definitions(Settings.from_env(env))
+    assert defs.resolve_schedule_def("nightly").default_status == status
+
+
+def test_schedule_running_setting_rejects_nonsense() -> None:
+    with pytest.raises(SettingsError, match="CATALOGUE_TAGGER_SCHEDULE_RUNNING"):
+        Settings.from_env({"CATALOGUE_TAGGER_SCHEDULE_RUNNING": "sometimes"})
 
 
 def test_nightly_schedule_with_shards_runs_every_shard_of_the_day(make_defs: DefsFactory) -> None:

@@ -17,14 +17,15 @@ from catalogue_tagger.store.store import Store
 
 def main(mode: str, url: str, arg: str) -> None:
     with Store.connect(url) as store:
+        store.migrate()
         model_ids = {"m1": store.register_model("m1", "w1", LABELS, "spectrogram", 4)}
         if mode == "claim":
-            run_id = store.start_run("worker", ["m1"])
-            claimed: list[int] = []
-            while tasks := store.claim_pending(run_id, int(arg)):
-                claimed += [t.track_id for t in tasks]
-                store.write_results([result(t) for t in tasks], model_ids)
-            store.finish_run(run_id, {"tagged": len(claimed)}, "completed")
+            with store.open_run("worker", ["m1"]) as lease:
+                claimed: list[int] = []
+                while tasks := store.claim_pending(lease.run_id, int(arg)):
+                    claimed += [t.track_id for t in tasks]
+                    store.write_results([result(t) for t in tasks], model_ids)
+                store.finish_run(lease.run_id, {"tagged": len(claimed)}, "completed")
             print(json.dumps(claimed))
         elif mode == "rewrite":
             with store.connection() as conn:

@@ -27,7 +27,8 @@ from catalogue_tagger.errors import TooFewLabels, UnknownTrack
 from catalogue_tagger.heads import train_head
 from catalogue_tagger.labelsets import LabelRow, LabelSet
 from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
-from catalogue_tagger.pipeline import TagOptions, tag
+from catalogue_tagger.config import Settings
+from catalogue_tagger.pipeline import tag
 from catalogue_tagger.similar import TagFilter, similar
 from catalogue_tagger.sources import FolderStore
 from catalogue_tagger.store import intelligence as db
@@ -71,7 +72,8 @@ def _tagged_catalogue(url: str, tmp: Path) -> Iterator[Catalogue]:
     folder = tmp / "catalogue"
     pieces = _cut_pieces(folder)
     with Store.connect(url) as store:
-        report = tag(FolderStore(folder), store, TagOptions(models=MODELS, workers=0, batch_size=16))
+        store.migrate()
+        report = tag(FolderStore(folder), store, Settings(models=MODELS, workers=0, batch_size=16))
         assert report.tagged == len(pieces) + 2 and not report.failed
         yield Catalogue(store, url, folder, {p.as_uri(): pkg for p, pkg in pieces.items()})
 
@@ -298,7 +300,7 @@ def test_a_later_tag_run_scores_new_tracks_with_current_heads(real_array_catalog
     new = cat.folder / "later" / "new.flac"
     new.parent.mkdir()
     shutil.copy2(MUSICNN_CLIPS / "pub_orchestral_2.flac", new)
-    report = tag(FolderStore(cat.folder), cat.store, TagOptions(models=("musicnn-mtt",), workers=0, batch_size=16))
+    report = tag(FolderStore(cat.folder), cat.store, Settings(models=("musicnn-mtt",), workers=0, batch_size=16))
     assert report.tagged == 1
     scores = {r["tag"] for r in cat.store.tags_for_track(new.as_uri(), "package")}
     assert scores == {"nexuiz", "wesnoth"}

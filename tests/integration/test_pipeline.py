@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,8 @@ import numpy as np
 import pytest
 
 from catalogue_tagger.models.registry import get_spec
-from catalogue_tagger.pipeline import TagOptions, tag
+from catalogue_tagger.config import Settings
+from catalogue_tagger.pipeline import tag
 from catalogue_tagger.predict import predict_files
 from catalogue_tagger.records import TrackResult
 from catalogue_tagger.sources import FolderStore, S3Store
@@ -20,7 +22,8 @@ from catalogue_tagger.store.store import Store
 GOOD = ["excerpt.mp3", "excerpt.ogg", "excerpt.opus", "excerpt.m4a", "excerpt_16k_mono.flac", "excerpt_0.5s.wav",
         "excerpt_0.5s.aiff"]
 BAD = {"corrupt.mp3": "unsupported_format", "empty.wav": "empty_audio"}
-INLINE = TagOptions(workers=0, batch_size=8)
+MUSICNN = Settings(models=("musicnn-mtt",), workers=0)
+INLINE = replace(MUSICNN, batch_size=8)
 
 
 def _scores(store: Store, uri: str, model: str = "musicnn-mtt") -> dict[str, float]:
@@ -43,13 +46,13 @@ def catalogue(tmp_path: Path, audio_fixtures: Path) -> Path:
 
 
 def test_folder_catalogue_is_tagged_like_predict(store: Store, catalogue: Path) -> None:
-    report = tag(FolderStore(catalogue), store, TagOptions(workers=1, batch_size=16))
+    report = tag(FolderStore(catalogue), store, replace(MUSICNN, workers=1, batch_size=16))
     assert report.tagged == len(GOOD)
     assert report.failed == {"unsupported_format": 1, "empty_audio": 1}
     statuses = {Path(r[0]).name: (r[2], r[3]) for r in _track_rows(store)}
     assert statuses == {**{n: ("tagged", None) for n in GOOD}, **{n: ("failed", k) for n, k in BAD.items()}}
 
-    predictions = list(predict_files([catalogue / n for n in GOOD], ["musicnn-mtt"]))
+    predictions = list(predict_files([catalogue / n for n in GOOD], MUSICNN))
     for name, prediction in zip(GOOD, predictions):
         assert isinstance(prediction.outcome, TrackResult)
         labels = prediction.outcome.outputs[0]
@@ -80,7 +83,7 @@ def test_rerun_writes_nothing_and_changed_object_is_retagged(store: Store, catal
         sorted(_scores(store, changed.as_uri()).values()),
         sorted(_scores(store, (catalogue / "excerpt.ogg").as_uri()).values()), atol=1e-5)
 
-    forced = tag(FolderStore(catalogue), store, TagOptions(workers=0, force=True))
+    forced = tag(FolderStore(catalogue), store, MUSICNN, force=True)
     assert forced.tagged == len(GOOD) and forced.failed == {"unsupported_format": 1, "empty_audio": 1}
 
 
@@ -113,11 +116,11 @@ def test_s3_catalogue_is_tagged(store: Store, s3_server: str, s3_client: Any, s3
         s3_client.upload_file(str(audio_fixtures / name), s3_bucket, f"incoming/{name}")
     s3_client.put_object(Bucket=s3_bucket, Key="incoming/notes.txt", Body=b"not audio")
     source = S3Store.from_uri(f"s3://{s3_bucket}/incoming/", endpoint_url=s3_server)
-    options = TagOptions(workers=1, s3_endpoint_url=s3_server)
+    options = replace(MUSICNN, workers=1, s3_endpoint_url=s3_server)
     report = tag(source, store, options)
     assert report.tagged == 2 and report.failed == {"unsupported_format": 1}
 
-    local = list(predict_files([audio_fixtures / n for n in names[:2]], ["musicnn-mtt"]))
+    local = list(predict_files([audio_fixtures / n for n in names[:2]], MUSICNN))
     for name, prediction in zip(names, local):
         assert isinstance(prediction.outcome, TrackResult)
         stored = _scores(store, f"s3://{s3_bucket}/incoming/{name}")

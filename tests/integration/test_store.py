@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -12,7 +13,7 @@ from store_factories import DAY, LABELS, PARTITION, objects, output, result
 
 from catalogue_tagger.errors import StoreError
 from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult
-from catalogue_tagger.store.store import DiscoverCounts, Store
+from catalogue_tagger.store.store import LEASE_CLASS, DiscoverCounts, RunLease, Store
 
 # Read-only inspection statements, test-side only; xmin tells whether a row version was rewritten.
 SNAPSHOT = {
@@ -28,6 +29,23 @@ def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
         return {table: [tuple(r) for r in conn.execute(text(sql))] for table, sql in SNAPSHOT.items()}
 
 
+_LEASES: list[RunLease] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_leases() -> Iterator[None]:
+    yield
+    while _LEASES:
+        _LEASES.pop().close()
+
+
+def start_run(store: Store, source: str, models: Sequence[str], partition_key: str | None = None) -> int:
+    """A run with its lease, held until the test ends."""
+    lease = store.open_run(source, models, partition_key)
+    _LEASES.append(lease)
+    return lease.run_id
+
+
 def scalar(store: Store, sql: str, **params: Any) -> Any:
     with store.connection() as conn:
         return conn.execute(text(sql), params).scalar()
@@ -36,7 +54,7 @@ def scalar(store: Store, sql: str, **params: Any) -> Any:
 def setup_tracks(store: Store, n: int, models: tuple[str, ...] = ("m1",)) -> tuple[int, dict[str, int], list[Any]]:
     model_ids = {m: store.register_model(m, "w1", LABELS, "spectrogram", 4) for m in models}
     store.record_objects(objects(n))
-    run_id = store.start_run("file:///catalogue", models, PARTITION)
+    run_id = start_run(store, "file:///catalogue", models, PARTITION)
     return run_id, model_ids, store.claim_pending(run_id, n)
 
 
@@ -106,7 +124,7 @@ def test_new_model_version_adds_rows_and_tag_scores_shows_only_latest(store: Sto
     store.write_results([result(t) for t in tasks], model_ids)
     v2 = store.register_model("m1", "w2", LABELS, "spectrogram", 4)
     store.mark_pending(partition_key=PARTITION)
-    run2 = store.start_run("file:///catalogue", ["m1"], PARTITION)
+    run2 = start_run(store, "file:///catalogue", ["m1"], PARTITION)
     tasks2 = store.claim_pending(run2, 10)
     assert len(tasks2) == 3
     store.write_results([result(t, seed=7, weights="w2") for t in tasks2], {"m1": v2})
@@ -132,7 +150,7 @@ def test_failure_then_success_keeps_history(store: Store) -> None:
     assert store.failures_by_kind() == {"decode_error": 1, "too_short": 1}
     assert store.partition_status(PARTITION)["failed"] == 2
     store.mark_pending(uris=[bad.uri])
-    run2 = store.start_run("file:///catalogue", ["m1"], PARTITION)
+    run2 = start_run(store, "file:///catalogue", ["m1"], PARTITION)
     assert [t.uri for t in store.claim_pending(run2, 10)] == [bad.uri]
     store.write_results([result(bad)], model_ids)
     with store.connection() as conn:
@@ -147,7 +165,7 @@ def test_failure_then_success_keeps_history(store: Store) -> None:
 
 def test_claims_are_exclusive_and_released_by_finish(store: Store) -> None:
     store.record_objects(objects(10))
-    run_a, run_b = store.start_run("s", ["m1"]), store.start_run("s", ["m1"])
+    run_a, run_b = start_run(store, "s", ["m1"]), start_run(store, "s", ["m1"])
     a = store.claim_pending(run_a, 6)
     b = store.claim_pending(run_b, 6)
     assert len(a) == 6 and len(b) == 4
@@ -157,10 +175,38 @@ def test_claims_are_exclusive_and_released_by_finish(store: Store) -> None:
     assert {t.track_id for t in store.claim_pending(run_b, 10)} == {t.track_id for t in a}
 
 
+def test_a_dead_runs_claims_are_free_at_once_and_its_row_is_abandoned(store: Store) -> None:
+    store.record_objects(objects(6))
+    dead = store.open_run("s", ["m1"])
+    claimed = store.claim_pending(dead.run_id, 4)
+    dead.close()  # what a killed process's ended session does to its lease
+    live = start_run(store, "s", ["m1"])
+    assert {t.track_id for t in store.claim_pending(live, 10)} == {t.track_id for t in objects_ids(store)}
+    assert len(claimed) == 4
+    row = scalar(store, "SELECT status || ' ' || (stats->>'abandoned_by_run') FROM runs WHERE run_id = :r", r=dead.run_id)
+    assert row == f"abandoned {live}"
+    assert scalar(store, "SELECT status FROM runs WHERE run_id = :r", r=live) == "running"
+
+
+def test_a_live_runs_claims_stay_its_own(store: Store) -> None:
+    store.record_objects(objects(4))
+    first = start_run(store, "s", ["m1"])
+    mine = store.claim_pending(first, 3)
+    second = start_run(store, "s", ["m1"])
+    theirs = store.claim_pending(second, 10)
+    assert len(mine) == 3 and len(theirs) == 1 and not {t.track_id for t in mine} & {t.track_id for t in theirs}
+    assert scalar(store, "SELECT status FROM runs WHERE run_id = :r", r=first) == "running"
+
+
+def objects_ids(store: Store) -> list[Any]:
+    with store.connection() as conn:
+        return list(conn.execute(text("SELECT track_id FROM tracks ORDER BY track_id")).all())
+
+
 def test_claim_by_partition(store: Store) -> None:
     other_day = [dataclasses.replace(o, last_modified=DAY.replace(day=2)) for o in objects(3, prefix="s3://b/")]
     store.record_objects(objects(2) + other_day)
-    run_id = store.start_run("s", ["m1"], "2026-03-02")
+    run_id = start_run(store, "s", ["m1"], "2026-03-02")
     assert {t.uri for t in store.claim_pending(run_id, 10, partition_key="2026-03-02")} == {o.uri for o in other_day}
 
 
@@ -177,7 +223,7 @@ def test_hostile_text_is_stored_verbatim(store: Store) -> None:
     labels = ("'; DROP TABLE tracks;--", 'say "hi"; ok', "émotion 🎸", "a\\b", "%(x)s :y")
     model_id = store.register_model("m'; --", "w1", labels, "spectrogram", None)
     assert store.record_objects(ObjectInfo(u, "etag'\"", 1, DAY) for u in HOSTILE).new == len(HOSTILE)
-    run_id = store.start_run("file:///music/'; DROP TABLE tracks;--", ["m'; --"], PARTITION)
+    run_id = start_run(store, "file:///music/'; DROP TABLE tracks;--", ["m'; --"], PARTITION)
     tasks = store.claim_pending(run_id, 10)
     assert sorted(t.uri for t in tasks) == sorted(HOSTILE)
     results = [
@@ -220,7 +266,7 @@ def test_unregistered_model_is_a_store_error(store: Store) -> None:
 
 
 def test_driver_errors_become_store_errors(store: Store) -> None:
-    run_id = store.start_run("s", ["m1"])
+    run_id = start_run(store, "s", ["m1"])
     with pytest.raises(StoreError, match="runs_status_check"):
         store.finish_run(run_id, {}, "not-a-status")
     with pytest.raises(StoreError, match="no run"):
@@ -293,5 +339,5 @@ def test_top_tracks_and_tags_of_a_track_are_index_scans(store: Store) -> None:
     assert "track_tags_tag_model_score_idx" in top, top
     track = explain(store, "tags_for_track", {"uri": tasks[0].uri, "model": None})
     assert "tracks_uri_key" in track and "track_tags_pkey" in track, track
-    claim = explain(store, "claim_pending", {"run_id": 1, "limit": 5, "partition_key": PARTITION, "claim_ttl_s": 60})
+    claim = explain(store, "claim_pending", {"run_id": 1, "limit": 5, "partition_key": PARTITION, "lease_class": LEASE_CLASS})
     assert "tracks_pending_idx" in claim, claim

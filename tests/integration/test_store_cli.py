@@ -39,4 +39,4 @@ def test_db_commands_and_query(store: Store, database_url: str) -> None:
 
 def test_unreachable_database_is_a_one_line_error() -> None:
     out = CliRunner().invoke(main, ["query", "--tag", "x", "--database-url", "postgresql://postgres@127.0.0.1:1/none"])
-    assert out.exit_code == 1 and "store_error" in out.output
+    assert out.exit_code == 2 and "store_error" in out.output

@@ -2,21 +2,32 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import onnx
 import pytest
 
-from catalogue_tagger.errors import BackendUnavailable
+from catalogue_tagger.config import Settings
+from catalogue_tagger.errors import BackendUnavailable, SettingsError
 from catalogue_tagger.inference import engine_cache, open_backend
 from catalogue_tagger.inference.compile import TENSORRT_OPS, export_onnx, onnx_path_for
 
 
-@pytest.fixture(autouse=True)
-def engine_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    monkeypatch.setenv(engine_cache.ENV_CACHE, str(tmp_path / "engines"))
+@pytest.fixture
+def engine_dir(tmp_path: Path) -> Path:
     return tmp_path / "engines"
+
+
+@pytest.fixture
+def on(engine_dir: Path) -> Callable[..., Settings]:
+    """``on("onnx")`` → settings running that backend on the CPU, with artifacts in ``engine_dir``."""
+
+    def settings(backend: str, device: str = "cpu") -> Settings:
+        return Settings(backend=backend, device=device, engine_cache=engine_dir)
+
+    return settings
 
 
 def _waves(window: int, n: int = 3) -> np.ndarray:
@@ -24,8 +35,8 @@ def _waves(window: int, n: int = 3) -> np.ndarray:
 
 
 @pytest.mark.parametrize("model", ["musicnn-mtt", "vgg-mtt", "samplecnn-mtt"])
-def test_onnx_runtime_backend_matches_torch(model: str) -> None:
-    with open_backend(model, "torch") as torch_backend, open_backend(model, "onnx") as onnx_backend:
+def test_onnx_runtime_backend_matches_torch(model: str, on: Callable[..., Settings]) -> None:
+    with open_backend(model, on("torch")) as torch_backend, open_backend(model, on("onnx")) as onnx_backend:
         waves = _waves(torch_backend.spec.window)
         expected, got = torch_backend.run(waves), onnx_backend.run(waves)
     assert expected.keys() == got.keys() == set(torch_backend.spec.output_names)
@@ -34,7 +45,8 @@ def test_onnx_runtime_backend_matches_torch(model: str) -> None:
         np.testing.assert_allclose(got["embedding"], expected["embedding"], atol=1e-3)
 
 
-@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt"])
+@pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt",
+                                   "musicnn-sota-mtt", "fcn-mtt", "crnn-mtt"])
 def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
     graph = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx"))).graph
     ops = {node.op_type for node in graph.node}
@@ -44,14 +56,14 @@ def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> No
 
 
 def test_onnx_export_is_cached_by_weights_hash(engine_dir: Path) -> None:
-    first = onnx_path_for("vgg-mtt")
+    first = onnx_path_for("vgg-mtt", engine_dir)
     mtime = first.stat().st_mtime_ns
-    assert onnx_path_for("vgg-mtt") == first and first.stat().st_mtime_ns == mtime
+    assert onnx_path_for("vgg-mtt", engine_dir) == first and first.stat().st_mtime_ns == mtime
     assert first.parent == engine_dir and not list(engine_dir.glob("*.tmp"))
 
 
-def test_batch_rows_are_independent() -> None:
-    with open_backend("musicnn-mtt", "torch") as backend:
+def test_batch_rows_are_independent(on: Callable[..., Settings]) -> None:
+    with open_backend("musicnn-mtt", on("torch")) as backend:
         waves = _waves(backend.spec.window, 6)
         alone = backend.run(waves[2:3])["probs"][0]
         together = backend.run(waves)["probs"][2]
@@ -65,11 +77,36 @@ def _has_cuda() -> bool:
 
 
 @pytest.mark.skipif(_has_cuda(), reason="a CUDA device is present here")
-def test_cuda_without_a_gpu_is_unavailable() -> None:
+def test_cuda_without_a_gpu_is_unavailable(on: Callable[..., Settings]) -> None:
     with pytest.raises(BackendUnavailable, match="CUDA"):
-        open_backend("musicnn-mtt", "torch", "cuda")
+        open_backend("musicnn-mtt", on("torch", "cuda"))
 
 
-def test_unknown_backend_is_unavailable() -> None:
-    with pytest.raises(BackendUnavailable, match="unknown backend"):
-        open_backend("musicnn-mtt", "no-such-backend")
+def test_unknown_backend_is_a_settings_error() -> None:
+    with pytest.raises(SettingsError, match="no-such-backend"):
+        Settings(backend="no-such-backend")
+
+
+def test_engine_names_change_with_everything_that_invalidates_an_engine() -> None:
+    base = ("musicnn-mtt", "a" * 64, "fp16", 64, "10.8.0", "90")
+    names = {engine_cache.engine_name(*base)}
+    for i, other in enumerate(("vgg-mtt", "b" * 64, "fp32", 128, "11.0.0", "100")):
+        changed = list(base)
+        changed[i] = other
+        names.add(engine_cache.engine_name(*changed))  # type: ignore[arg-type]
+    assert len(names) == 7
+
+
+def test_tensorrt_backend_never_builds_an_engine(on: Callable[..., Settings], engine_dir: Path) -> None:
+    with pytest.raises(BackendUnavailable):
+        open_backend("musicnn-mtt", on("tensorrt"))
+    assert not engine_dir.exists() or not list(engine_dir.glob("*.engine"))
+
+
+def test_auto_picks_the_fastest_backend_present_for_the_device() -> None:
+    from catalogue_tagger.inference import resolve_backend
+
+    assert resolve_backend(Settings(backend="auto"))[0] == "onnx"  # ONNX Runtime is a dependency
+    on_gpu, why = resolve_backend(Settings(backend="auto", device="cuda"))
+    assert on_gpu == "torch" and "TensorRT not installed" in why  # no TensorRT on this machine
+    assert resolve_backend(Settings(backend="torch")) == ("torch", "chosen")

@@ -17,12 +17,15 @@ from catalogue_tagger.models.registry import SPECS, get_spec, list_specs, load_m
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"
 # (trainable parameters, BN moving statistics) of the original checkpoints
-SIZES = {"musicnn": (787_159, 4_920), "vgg": (605_748, 1_282), "samplecnn": (1_866_930, 5_888)}
-CONVERTED = [s for s in list_specs() if s.kind == "spectrogram"]  # from the musicnn wheel; the rest trained here
+SIZES = {"musicnn": (787_159, 4_920), "vgg": (605_748, 1_282), "samplecnn": (1_866_930, 5_888),
+         "sota-musicnn": (784_300, 1_908), "sota-fcn": (447_732, 1_026), "sota-crnn": (394_100, 898)}
+# from the musicnn wheel; samplecnn-mtt is trained here, the sota-* taggers have their own manifest
+CONVERTED = [s for s in list_specs() if s.kind == "spectrogram" and s.licence == "ISC"]
 
 
 def test_names_and_defaults() -> None:
-    assert [s.name for s in list_specs()] == ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt"]
+    assert [s.name for s in list_specs()] == ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt",
+                                              "musicnn-sota-mtt", "fcn-mtt", "crnn-mtt"]
     assert [s.name for s in list_specs() if s.default] == list(DEFAULT_MODELS) == ["musicnn-mtt", "samplecnn-mtt"]
     with pytest.raises(UnknownModel):
         get_spec("musicnn")
@@ -57,7 +60,8 @@ def test_specs_agree_with_manifest() -> None:
 def test_parameter_counts_match_checkpoints(name: str) -> None:
     model = load_model(name)
     assert not model.training
-    trainable, statistics = SIZES[model.spec.architecture.split("-")[0]]
+    architecture = model.spec.architecture
+    trainable, statistics = SIZES[architecture if architecture in SIZES else architecture.split("-")[0]]
     assert sum(p.numel() for p in model.parameters()) == trainable
     assert sum(b.numel() for n, b in model.named_buffers() if "running_" in n) == statistics
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg.errors
 import pytest
 
-from catalogue_tagger.store.driver import retry_on_conflict
+from catalogue_tagger.store.driver import retry_transaction
 from catalogue_tagger.store.engine import normalize_url
 from catalogue_tagger.store.queries import migrations, parse_queries, queries, schema_sql
 
@@ -43,7 +43,7 @@ def test_deadlocks_are_retried_other_errors_are_not() -> None:
             raise psycopg.errors.DeadlockDetected("deadlock detected")
         return "done"
 
-    assert retry_on_conflict(flaky) == "done" and len(calls) == 3
+    assert retry_transaction(flaky, outage_s=0) == "done" and len(calls) == 3
 
     def broken() -> None:
         calls.append(1)
@@ -51,5 +51,26 @@ def test_deadlocks_are_retried_other_errors_are_not() -> None:
 
     calls.clear()
     with pytest.raises(psycopg.errors.UniqueViolation):
-        retry_on_conflict(broken)
+        retry_transaction(broken, outage_s=5)
     assert len(calls) == 1
+
+
+def test_a_lost_connection_is_retried_within_the_budget_then_raised() -> None:
+    calls: list[float] = []
+
+    def server_back_on_third_try() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise psycopg.OperationalError("connection refused")
+        return "written"
+
+    assert retry_transaction(server_back_on_third_try, outage_s=10) == "written" and len(calls) == 3
+
+    def server_gone() -> None:
+        calls.append(1)
+        raise psycopg.OperationalError("connection refused")
+
+    calls.clear()
+    with pytest.raises(psycopg.OperationalError):
+        retry_transaction(server_gone, outage_s=0.5)
+    assert 2 <= len(calls) <= 5  # retried with backoff until the budget ran out

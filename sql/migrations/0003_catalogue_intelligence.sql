@@ -1,4 +1,4 @@
--- 0002: catalogue intelligence from what is stored — similar tracks, heads trained on stored embeddings,
+-- 0003: catalogue intelligence from what is stored — similar tracks, heads trained on stored embeddings,
 -- calibrated yes/no tags, tag families. The same objects close schema.sql, under the same heading.
 
 -- Embedding arithmetic that reads the same whatever type holds embeddings (pgvector `vector` or

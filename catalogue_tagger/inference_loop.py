@@ -7,14 +7,13 @@ or as a ``TrackFailure`` as soon as decoding fails (segments of it already batch
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterable, Mapping
 
 import numpy as np
 
 from catalogue_tagger.aggregate import Aggregator, ModelInfo
 from catalogue_tagger.batching import Batch, Batcher
-from catalogue_tagger.errors import TaggerError
+from catalogue_tagger.errors import InferenceError, failure_of
 from catalogue_tagger.inference.base import Backend
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackFailure, TrackResult
@@ -34,7 +33,6 @@ class InferenceLoop:
         }
         self.aggregator = Aggregator(infos, keep_segments=keep_segments)
         self.segments_scored = 0
-        self.inference_s = 0.0
 
     @property
     def in_flight(self) -> int:
@@ -47,6 +45,8 @@ class InferenceLoop:
         if isinstance(message, TrackStarted):
             self.aggregator.open(message.track_id, message.uri)
             return []
+        if isinstance(message, (TrackDecoded, TrackFailed)) and self.aggregator.uri_of(message.track_id) is None:
+            return []  # the track already failed here (its batch could not be scored): one failure is enough
         if isinstance(message, TrackDecoded):
             result = self.aggregator.close(message.track_id, message.n_segments, message.duration_s, message.flags)
             return [result] if result is not None else []
@@ -68,20 +68,17 @@ class InferenceLoop:
         return finished
 
     def _score(self, batch: Batch) -> list[Finished]:
-        started = time.perf_counter()
         try:
             outputs = self.backends[batch.model].run(batch.samples)
-        except TaggerError as exc:
-            return self._fail_batch(batch, exc.kind, str(exc))
-        except RuntimeError as exc:  # backend-level failure: fail the tracks of this batch, keep going
-            return self._fail_batch(batch, "inference_error", f"{batch.model}: {exc}")
-        self.inference_s += time.perf_counter() - started
+        except Exception as exc:  # the backend's boundary: fail the tracks of this batch, keep going
+            kind, detail = failure_of(exc, InferenceError)
+            return self._fail_batch(batch, kind, f"{batch.model}: {detail}")
         self.segments_scored += len(batch)
         probs = outputs["probs"]
         embeddings = outputs.get("embedding")
         if not np.all(np.isfinite(probs)):
             bad = sorted({int(t) for t, row in zip(batch.track_ids, probs) if not np.all(np.isfinite(row))})
-            finished = self._fail_tracks(bad, "inference_error", f"{batch.model}: non-finite scores")
+            finished = self._fail_tracks(bad, InferenceError.kind, f"{batch.model}: non-finite scores")
         else:
             finished = []
         for row, (track_id, index) in enumerate(zip(batch.track_ids, batch.indices)):

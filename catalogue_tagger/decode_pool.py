@@ -6,14 +6,16 @@ This module never imports torch: decode workers are separate processes that only
 
 from __future__ import annotations
 
+import io
 import logging
 import multiprocessing as mp
 import queue
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from typing import BinaryIO
 
 from catalogue_tagger.decode import decode_stream
-from catalogue_tagger.errors import EmptyAudio, TaggerError
+from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackTask
 from catalogue_tagger.segment import Segmenter, Windowing
@@ -25,12 +27,23 @@ SILENCE_PEAK = 1e-4  # a track whose peak stays below this is flagged "silent" (
 
 
 @dataclass(frozen=True)
-class FeedOptions:
+class DecodeOptions:
     windowings: dict[str, Windowing]  # model name -> its windows
     max_duration_s: float | None = None
+    max_bytes: int | None = None  # larger objects fail as too_large before a byte of audio is decoded
 
 
-def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> Iterator[Message]:
+def _check_size(fileobj: BinaryIO, uri: str, max_bytes: int | None) -> None:
+    """Named failures before a byte is decoded: an empty object, or one over ``max_bytes``."""
+    size = fileobj.seek(0, io.SEEK_END)
+    fileobj.seek(0)
+    if size == 0:
+        raise EmptyAudio(f"{uri}: empty object (0 bytes)")
+    if max_bytes is not None and size > max_bytes:
+        raise TooLarge(f"{uri}: {size} bytes, more than the maximum of {max_bytes}")
+
+
+def decode_track(source: ObjectStore, task: TrackTask, options: DecodeOptions) -> Iterator[Message]:
     """Messages for one track: ``TrackStarted``, ``SegmentReady``…, then ``TrackDecoded`` or ``TrackFailed``.
 
     Every failure is a :class:`TrackFailed` with a named kind; nothing raised here stops a run.
@@ -39,17 +52,17 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
     segmenters = {name: Segmenter(w) for name, w in options.windowings.items()}
     peak = 0.0
     try:
-        with store.open(task.uri) as fileobj, decode_stream(
-            fileobj, max_duration_s=options.max_duration_s, name=task.uri
-        ) as audio:
-            for chunk in audio:
-                if chunk.size:
-                    peak = max(peak, float(abs(chunk).max()))
-                for name, seg in segmenters.items():
-                    first = seg.n_windows
-                    for offset, window in enumerate(seg.push(chunk)):
-                        yield SegmentReady(task.track_id, name, first + offset, window)
-            info = audio.info
+        with source.open(task.uri) as fileobj:
+            _check_size(fileobj, task.uri, options.max_bytes)
+            with decode_stream(fileobj, max_duration_s=options.max_duration_s, name=task.uri) as audio:
+                for chunk in audio:
+                    if chunk.size:
+                        peak = max(peak, float(abs(chunk).max()))
+                    for name, seg in segmenters.items():
+                        first = seg.n_windows
+                        for offset, window in enumerate(seg.push(chunk)):
+                            yield SegmentReady(task.track_id, name, first + offset, window)
+                info = audio.info
         if info.samples == 0:
             raise EmptyAudio(f"{task.uri}: no audio samples decoded")
         padded = False
@@ -58,12 +71,10 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
             for offset, window in enumerate(seg.finish()):
                 yield SegmentReady(task.track_id, name, first + offset, window)
             padded |= seg.padded
-    except TaggerError as exc:
-        yield TrackFailed(task.track_id, task.uri, exc.kind, exc.detail)
-        return
-    except Exception as exc:  # an unexpected decoder failure must not end the run
-        logger.exception("unexpected error decoding %s", task.uri)
-        yield TrackFailed(task.track_id, task.uri, "decode_error", f"{type(exc).__name__}: {exc}")
+    except Exception as exc:  # a worker boundary: whatever happened to this track must not end the run
+        if not isinstance(exc, TaggerError):
+            logger.exception("unexpected error decoding %s", task.uri)
+        yield TrackFailed(task.track_id, task.uri, *failure_of(exc, DecodeCrash))
         return
     flags = info.flags + (("padded",) if padded else ()) + (("silent",) if peak < SILENCE_PEAK else ())
     n_segments = {name: seg.n_windows for name, seg in segmenters.items()}
@@ -73,14 +84,14 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
 def worker_main(
     source: str,
     s3_endpoint_url: str | None,
-    options: FeedOptions,
+    options: DecodeOptions,
     tasks: "mp.Queue[TrackTask | None]",
     out: "mp.Queue[Message | None]",
 ) -> None:
     """A decode worker process: take tasks until ``None``, put messages, then a final ``None``."""
-    with open_source(source, s3_endpoint_url=s3_endpoint_url) as store:
+    with open_source(source, s3_endpoint_url=s3_endpoint_url) as objects:
         while (task := tasks.get()) is not None:
-            for message in decode_track(store, task, options):
+            for message in decode_track(objects, task, options):
                 out.put(message)
     out.put(None)
 
@@ -89,7 +100,7 @@ class DecodePool:
     """Decode worker processes fed from a task queue, all writing into one bounded message queue."""
 
     def __init__(
-        self, source: str, s3_endpoint_url: str | None, options: FeedOptions, workers: int, max_segments: int
+        self, source: str, s3_endpoint_url: str | None, options: DecodeOptions, workers: int, max_segments: int
     ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
         self._tasks: mp.Queue[TrackTask | None] = ctx.Queue()

@@ -5,7 +5,8 @@ embeddings through :meth:`Store.write_results`, in the pipeline's batch size, in
 created next to the target one and dropped afterwards (never into the catalogue itself). Results are
 built before the clock starts, so the figure is the database path only: COPY, merge, commit.
 
-``python -m catalogue_tagger.store.bench [--database-url URL] [--tracks N]`` prints one JSON object.
+``python benchmarks/store_writes.py [--database-url URL] [--tracks N]`` prints one JSON object (no URL:
+the settings' database, else the embedded server).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from contextlib import ExitStack
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
@@ -55,17 +57,18 @@ def _results(tasks: list[tuple[int, str]], models: list[str], n_tags: int, dim: 
 
 
 def bench_store_writes(
-    database_url: str | None = None,
+    database_url: str,
     tracks: int = 10_000,
     n_models: int = 2,
     n_tags: int = 50,
     embedding_dim: int = 200,
     batch_size: int = 500,
-    settings: Settings | None = None,
 ) -> StoreBenchResult:
     """Time writing ``tracks`` results into a scratch database on the server of ``database_url``."""
-    server_url = resolve_database_url(database_url, settings)
-    with scratch_database(server_url, "catalogue_tagger_bench") as url, Store.connect(url) as store:
+    with ExitStack() as stack:
+        url = stack.enter_context(scratch_database(database_url, "catalogue_tagger_bench"))
+        store = stack.enter_context(Store.connect(url))
+        store.migrate()
         models = [f"bench-model-{i}" for i in range(n_models)]
         labels = [f"tag-{j:03d}" for j in range(n_tags)]
         model_ids = {m: store.register_model(m, "bench", labels, "bench", embedding_dim) for m in models}
@@ -73,7 +76,7 @@ def bench_store_writes(
         started = time.perf_counter()
         store.record_objects(ObjectInfo(f"bench://track/{i:07d}", "e", 1, day) for i in range(tracks))
         discover_s = time.perf_counter() - started
-        run_id = store.start_run("bench://", models)
+        run_id = stack.enter_context(store.open_run("bench://", models)).run_id
         tasks = [(t.track_id, t.uri) for t in store.claim_pending(run_id, tracks)]
         results = _results(tasks, models, n_tags, embedding_dim, seed=0)
         started = time.perf_counter()
@@ -96,7 +99,9 @@ def main() -> None:
     parser.add_argument("--tracks", type=int, default=10_000)
     parser.add_argument("--batch-size", type=int, default=500)
     args = parser.parse_args()
-    result = bench_store_writes(args.database_url, tracks=args.tracks, batch_size=args.batch_size)
+    settings = Settings.from_env()
+    server_url = resolve_database_url(args.database_url or settings.database_url, settings.home)
+    result = bench_store_writes(server_url, tracks=args.tracks, batch_size=args.batch_size)
     print(json.dumps(asdict(result)))
 
 
