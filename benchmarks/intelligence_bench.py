@@ -222,6 +222,56 @@ def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int,
     return figures
 
 
+def index_build_figures(corpus: Store, server_url: str, n: int, queries_n: int,
+                        builds: tuple[tuple[int, int], ...] = ((16, 64), (32, 128)), seed: int = 0) -> dict[str, Any]:
+    """Recall@10 on n stored embeddings for HNSW indexes built after loading with several (m, ef_construction)."""
+    rng = np.random.default_rng(seed)
+    source = db.current_model(corpus, "musicnn-mtt")
+    real = db.embeddings_for_uris(corpus, source.model_id, tagged_uris(corpus))
+    base_uris = sorted(real)
+    base = np.stack([real[u] for u in base_uris])
+    noise = 0.3 * base.std(axis=0)
+    out: dict[str, Any] = {}
+    with scratch_database(server_url, "ct_bench_index") as url, Store.connect(url) as store:
+        store.migrate()
+        with store.engine.begin() as conn:  # load without the index, build it afterwards (as a bulk load would)
+            conn.exec_driver_sql("DROP INDEX track_embeddings_hnsw_200_idx")
+        when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+        uris = [*base_uris, *(f"bench://copy/{i:06d}/{package_of(base_uris[i % len(base_uris)])}/x.flac"
+                              for i in range(n - len(base_uris)))]
+        store.record_objects(ObjectInfo(u, "e", 1, when) for u in uris)
+        model_id = store.register_model("musicnn-mtt", source.weights_sha256, (), "spectrogram", source.embedding_dim)
+        lease = store.open_run("bench", ["musicnn-mtt"])
+        empty = np.zeros(0, dtype=np.float32)
+        index = {u: i for i, u in enumerate(uris)}
+        while claimed := store.claim_pending(lease.run_id, 5000):
+            results = []
+            for task in claimed:
+                i = index[task.uri]
+                x = base[i % len(base_uris)]
+                if i >= len(base_uris):
+                    x = np.maximum(x + rng.normal(0, 1, x.shape).astype(np.float32) * noise, 0)
+                results.append(TrackResult(task.track_id, task.uri, 1.0,
+                                           (ModelOutput("musicnn-mtt", source.weights_sha256, 1, empty, empty, x),)))
+            store.write_results(results, {"musicnn-mtt": model_id})
+        store.finish_run(lease.run_id, {"tagged": n})
+        lease.close()
+        queries = random.Random(seed).sample(uris, queries_n)
+        for m, ef_construction in builds:
+            with store.engine.begin() as conn:
+                conn.exec_driver_sql("DROP INDEX IF EXISTS track_embeddings_hnsw_200_idx")
+                started = time.perf_counter()
+                conn.exec_driver_sql(
+                    "CREATE INDEX track_embeddings_hnsw_200_idx ON track_embeddings USING hnsw "
+                    f"((embedding::vector(200)) vector_cosine_ops) WITH (m = {int(m)}, ef_construction = {int(ef_construction)}) "
+                    "WHERE vector_dims(embedding) = 200")
+                build_s = time.perf_counter() - started
+            out[f"m={m},ef_construction={ef_construction}"] = {"build_s": build_s,
+                                                               **recall_index_vs_exact(store, "musicnn-mtt", queries)}
+            print(json.dumps(out))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--real-url", required=True)
@@ -232,6 +282,7 @@ def main() -> None:
     parser.add_argument("--skip-scoring", action="store_true")
     parser.add_argument("--only-scoring", action="store_true", help="Only the 100,000-embedding scoring figures.")
     parser.add_argument("--only-vector", action="store_true", help="With --only-scoring: the pgvector server only.")
+    parser.add_argument("--index-builds", action="store_true", help="Only: recall of HNSW indexes built after a bulk load.")
     args = parser.parse_args()
     out: dict[str, Any] = {"commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True,
                                                       text=True).stdout.strip()}
@@ -241,6 +292,10 @@ def main() -> None:
         assert real.embedding_type == "real[]" and vector.embedding_type == "vector"
         if not tagged_uris(vector):
             out["copied_to_vector"] = copy_catalogue(real, vector)
+        if args.index_builds:
+            out["index_builds"] = index_build_figures(real, args.vector_url, args.n, args.recall_queries)
+            Path(args.out).write_text(json.dumps(out, indent=2, default=str))
+            return
         if args.only_scoring:
             out["scoring"] = {
                 "real[]": scoring_figures(real, args.real_url, args.n, 0) if not args.only_vector else {},

@@ -166,14 +166,18 @@ JOIN current_models m ON m.model_id = tt.model_id;
 -- Embedding arithmetic that reads the same whatever type holds embeddings (pgvector `vector` or
 -- `real[]`, see schema_info('embedding_type')): queries call these and never name the type. Where
 -- `vector` is used, an HNSW index (cosine) per embedding size of the shipped models (musicnn 200,
--- SampleCNN 512) serves "tracks like this one"; `real[]` databases scan exactly.
+-- SampleCNN 512) serves "tracks like this one"; `real[]` databases scan exactly. m 32 / ef_construction 128,
+-- not pgvector's 16 / 64: on 100,000 clustered embeddings the defaults left a query or two in a hundred
+-- unreachable (recall 0), these did not (benchmarks/intelligence_bench.py --index-builds).
 DO $$
 BEGIN
     IF (SELECT value FROM schema_info WHERE key = 'embedding_type') = 'vector' THEN
         CREATE INDEX track_embeddings_hnsw_200_idx ON track_embeddings
-            USING hnsw ((embedding::vector(200)) vector_cosine_ops) WHERE vector_dims(embedding) = 200;
+            USING hnsw ((embedding::vector(200)) vector_cosine_ops) WITH (m = 32, ef_construction = 128)
+            WHERE vector_dims(embedding) = 200;
         CREATE INDEX track_embeddings_hnsw_512_idx ON track_embeddings
-            USING hnsw ((embedding::vector(512)) vector_cosine_ops) WHERE vector_dims(embedding) = 512;
+            USING hnsw ((embedding::vector(512)) vector_cosine_ops) WITH (m = 32, ef_construction = 128)
+            WHERE vector_dims(embedding) = 512;
         CREATE FUNCTION embedding_cosine_distance(a vector, b vector) RETURNS double precision
             LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
             RETURN a <=> b;
