@@ -76,7 +76,7 @@ def test_asset_materialize_tags_exactly_that_day(dagster_env: dict[str, str], fr
 
 def test_backfill_command_tags_both_partitions(dagster_env: dict[str, str], fresh_database_url: str) -> None:
     done = subprocess.run(
-        [str(BIN / "catalogue-tagger"), "backfill", "--from", DAY_1, "--to", DAY_2],
+        [str(BIN / "catalogue-tagger-backfill"), "--from", DAY_1, "--to", DAY_2],
         env=dagster_env, cwd=dagster_env["DAGSTER_HOME"], capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -155,7 +155,7 @@ def test_backfill_through_the_webserver_tags_both_partitions(
     dagster_dev: str, dagster_env: dict[str, str], fresh_database_url: str
 ) -> None:
     done = subprocess.run(
-        [str(BIN / "catalogue-tagger"), "backfill", "--from", DAY_1, "--to", DAY_2, "--graphql-url", dagster_dev],
+        [str(BIN / "catalogue-tagger-backfill"), "--from", DAY_1, "--to", DAY_2, "--graphql-url", dagster_dev],
         env=dagster_env, capture_output=True, text=True, timeout=900, check=False,
     )  # fmt: skip
     assert done.returncode == 0, (done.stdout + done.stderr)[-3000:]
@@ -166,12 +166,12 @@ def test_backfill_through_the_webserver_tags_both_partitions(
 def test_backfill_command_checks_its_arguments(tmp_path: Path) -> None:
     from click.testing import CliRunner
 
-    from catalogue_tagger.cli import main
+    from dagster_defs.cli import main
 
     runner = CliRunner()
-    backwards = runner.invoke(main, ["backfill", "--from", DAY_2, "--to", DAY_1, "--dagster-home", str(tmp_path)])
+    backwards = runner.invoke(main, ["--from", DAY_2, "--to", DAY_1, "--dagster-home", str(tmp_path)])
     assert backwards.exit_code != 0 and "before --from" in backwards.output
-    nowhere = runner.invoke(main, ["backfill", "--from", DAY_1, "--to", DAY_2], env={"DAGSTER_HOME": ""})
+    nowhere = runner.invoke(main, ["--from", DAY_1, "--to", DAY_2], env={"DAGSTER_HOME": ""})
     assert nowhere.exit_code == 2 and "--graphql-url" in nowhere.output
 
 

@@ -10,6 +10,7 @@ from typing import Any
 import boto3
 import pytest
 from moto.server import ThreadedMotoServer
+from store_factories import LEASES
 
 AUDIO_FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
 
@@ -21,6 +22,14 @@ _AWS_ENV = {
     "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-credentials",
 }
 _AWS_UNSET = ("AWS_PROFILE", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3")
+
+
+@pytest.fixture(autouse=True)
+def _give_back_run_leases() -> Iterator[None]:
+    """Leases of runs a test started with ``store_factories.start_run`` end with the test."""
+    yield
+    while LEASES:
+        LEASES.pop().close()
 
 
 @pytest.fixture(scope="session")

@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
 import pytest
 from sqlalchemy import text
-from store_factories import DAY, LABELS, PARTITION, objects, output, result
+from store_factories import DAY, LABELS, PARTITION, objects, output, result, start_run
 
 from catalogue_tagger.errors import StoreError
 from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult
-from catalogue_tagger.store.store import LEASE_CLASS, DiscoverCounts, RunLease, Store
+from catalogue_tagger.store.store import LEASE_CLASS, DiscoverCounts, Store
 
 # Read-only inspection statements, test-side only; xmin tells whether a row version was rewritten.
 SNAPSHOT = {
@@ -27,23 +26,6 @@ SNAPSHOT = {
 def snapshot(store: Store) -> dict[str, list[tuple[Any, ...]]]:
     with store.connection() as conn:
         return {table: [tuple(r) for r in conn.execute(text(sql))] for table, sql in SNAPSHOT.items()}
-
-
-_LEASES: list[RunLease] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_leases() -> Iterator[None]:
-    yield
-    while _LEASES:
-        _LEASES.pop().close()
-
-
-def start_run(store: Store, source: str, models: Sequence[str], partition_key: str | None = None) -> int:
-    """A run with its lease, held until the test ends."""
-    lease = store.open_run(source, models, partition_key)
-    _LEASES.append(lease)
-    return lease.run_id
 
 
 def scalar(store: Store, sql: str, **params: Any) -> Any:
