@@ -158,3 +158,28 @@ def failure_of(exc: BaseException, stage: type[TaggerError]) -> tuple[str, str]:
     if isinstance(exc, TaggerError):
         return exc.kind, exc.detail
     return stage.kind, f"{type(exc).__name__}: {exc}"
+
+
+# --- catalogue intelligence ------------------------------------------------------------------------
+class UnknownTrack(TaggerError):
+    """No such track in the database, or it lacks what the request needs (e.g. an embedding)."""
+
+    kind = "unknown_track"
+
+
+class LabelsFileError(TaggerError):
+    """A labels CSV (uri,label[,value]) could not be read."""
+
+    kind = "labels_file_error"
+
+
+class TooFewLabels(TaggerError):
+    """The labelled sample is too small to train or calibrate anything worth storing."""
+
+    kind = "too_few_labels"
+
+
+class InvalidQuery(TaggerError):
+    """A filter or a plain-words query could not be understood."""
+
+    kind = "invalid_query"

@@ -19,6 +19,7 @@ from catalogue_tagger.config import Settings
 
 from catalogue_tagger.errors import DecodeCrash, failure_of
 from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
+from catalogue_tagger.heads import score_after_run
 from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
@@ -144,6 +145,7 @@ def _tag_run(
             finally:
                 segments_scored = loop.segments_scored
         writer.close()  # raises if a write failed: then the run is recorded as failed
+        score_after_run(store, run_id)  # heads score the new tracks from their stored embeddings
         status = "completed"
     finally:
         try:

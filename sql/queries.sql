@@ -341,3 +341,212 @@ SELECT f.run_id, f.failed_at, f.kind, f.detail
 FROM track_failures f JOIN tracks t ON t.track_id = f.track_id
 WHERE t.uri = :uri
 ORDER BY f.failure_id;
+
+-- ---------------------------------------------------------------------------------------------------
+-- Catalogue intelligence: similar tracks, heads, calibrated thresholds, tag families, report figures.
+-- ---------------------------------------------------------------------------------------------------
+
+-- name: current_model --
+-- The current version of a model name (NULL row set if unknown).
+SELECT model_id, name, weights_sha256, labels, kind, embedding_dim FROM current_models WHERE name = :name;
+
+-- name: track_embedding_state --
+-- Whether a track exists, its status, and whether it has an embedding of the given model version.
+SELECT t.track_id, t.status, (e.track_id IS NOT NULL) AS has_embedding
+FROM tracks t
+LEFT JOIN track_embeddings e ON e.track_id = t.track_id AND e.model_id = :model_id
+WHERE t.uri = :uri;
+
+-- name: similar_tracks --
+-- Tracks nearest to one track by embedding (see the similar_tracks function in schema.sql).
+SELECT uri, model, distance
+FROM similar_tracks(CAST(:uri AS text), CAST(:model AS text), CAST(:top AS integer),
+                    CAST(:filter_tags AS text[]), CAST(:filter_min AS real[]), CAST(:filter_max AS real[]),
+                    CAST(:tags_model AS text), CAST(:exact AS boolean));
+
+-- name: embeddings_for_uris --
+-- Stored embeddings of one model version for the given tagged tracks, as real[] whatever the column type.
+SELECT t.uri, CAST(e.embedding AS real[]) AS embedding
+FROM tracks t
+JOIN track_embeddings e ON e.track_id = t.track_id
+WHERE e.model_id = :model_id AND t.status = 'tagged' AND t.uri = ANY (CAST(:uris AS text[]))
+ORDER BY t.uri;
+
+-- name: scores_for_uris --
+-- Stored track scores of one model version for the given tracks and tags.
+SELECT t.uri, tt.tag, tt.score
+FROM tracks t
+JOIN track_tags tt ON tt.track_id = t.track_id
+WHERE tt.model_id = :model_id AND t.status = 'tagged'
+  AND t.uri = ANY (CAST(:uris AS text[])) AND tt.tag = ANY (CAST(:tags AS text[]));
+
+-- name: insert_head --
+-- Record a head version's source model; a head version already recorded is left as it is.
+INSERT INTO heads (model_id, source_model_id, labels_source)
+VALUES (:model_id, :source_model_id, :labels_source)
+ON CONFLICT (model_id) DO NOTHING;
+
+-- name: insert_head_label --
+-- One label's logistic regression of a head version (identical weights give the same version).
+INSERT INTO head_labels (model_id, tag, weights, bias, l2, n_positive, n_negative, cv_roc_auc, cv_pr_auc)
+VALUES (:model_id, :tag, CAST(:weights AS real[]), :bias, :l2, :n_positive, :n_negative, :cv_roc_auc, :cv_pr_auc)
+ON CONFLICT (model_id, tag) DO NOTHING;
+
+-- name: heads_to_score --
+-- One head version (:head_id) or every current head (NULL): its labels (score order), source model and size.
+SELECT h.model_id, h.source_model_id, m.labels, s.embedding_dim
+FROM heads h
+JOIN models m ON m.model_id = h.model_id
+JOIN models s ON s.model_id = h.source_model_id
+WHERE (CAST(:head_id AS integer) IS NULL AND h.model_id IN (SELECT model_id FROM current_models WHERE kind = 'head'))
+   OR h.model_id = CAST(:head_id AS integer)
+ORDER BY h.model_id;
+
+-- name: head_label_weights --
+-- The regression of each label of a head version.
+SELECT tag, weights, bias FROM head_labels WHERE model_id = :model_id;
+
+-- name: embeddings_to_score --
+-- A page (track_id > :after, :page rows) of the stored embeddings a head scores: every tagged track's
+-- (:run_id NULL), or those a run tagged plus those the head never scored. Read by binary COPY.
+SELECT e.track_id, CAST(e.embedding AS real[])
+FROM track_embeddings e
+JOIN tracks t ON t.track_id = e.track_id AND t.status = 'tagged'
+WHERE e.model_id = CAST(:source_model_id AS integer)
+  AND embedding_dims(e.embedding) = CAST(:dim AS integer)
+  AND e.track_id > CAST(:after AS bigint)
+  AND (CAST(:run_id AS bigint) IS NULL
+       OR t.tagged_at >= (SELECT started_at FROM runs WHERE run_id = CAST(:run_id AS bigint))
+       OR NOT EXISTS (SELECT 1 FROM track_tags x
+                      WHERE x.track_id = e.track_id AND x.model_id = CAST(:head_id AS integer)))
+ORDER BY e.track_id
+LIMIT CAST(:page AS integer);
+
+-- name: create_stage_head_scores --
+-- Per-session staging table for head scores (one row per track, scores in the head's label order).
+CREATE TEMP TABLE IF NOT EXISTS stage_head_scores (
+    track_id bigint NOT NULL,
+    model_id integer NOT NULL,
+    score    real[] NOT NULL
+) ON COMMIT DELETE ROWS;
+
+-- name: merge_head_scores_from_stage --
+-- Head scores into track_tags (score_max = score); unchanged rows are not rewritten. Returns rows written.
+WITH written AS (
+    INSERT INTO track_tags AS tt (track_id, model_id, tag, score, score_max)
+    SELECT s.track_id, s.model_id, l.tag, l.score, l.score
+    FROM stage_head_scores s
+    JOIN tracks t ON t.track_id = s.track_id AND t.status = 'tagged'
+    JOIN models m ON m.model_id = s.model_id
+    CROSS JOIN LATERAL unnest(m.labels, s.score) AS l (tag, score)
+    ON CONFLICT (track_id, model_id, tag) DO UPDATE
+    SET score = EXCLUDED.score, score_max = EXCLUDED.score_max
+    WHERE (tt.score, tt.score_max) IS DISTINCT FROM (EXCLUDED.score, EXCLUDED.score_max)
+    RETURNING 1
+)
+SELECT count(*) FROM written;
+
+-- name: list_heads --
+-- Every head version with its source model, labels and cross-validated figures, newest first.
+SELECT m.model_id, m.name, m.weights_sha256, m.created_at, s.name AS source_model, h.labels_source,
+       (m.model_id IN (SELECT model_id FROM current_models)) AS current,
+       l.tag, l.n_positive, l.n_negative, l.cv_roc_auc, l.cv_pr_auc, l.l2
+FROM heads h
+JOIN models m ON m.model_id = h.model_id
+JOIN models s ON s.model_id = h.source_model_id
+JOIN head_labels l ON l.model_id = h.model_id
+ORDER BY m.model_id DESC, l.tag;
+
+-- name: upsert_tag_threshold --
+-- The calibrated operating point of one (model version, tag); recalibrating replaces it.
+INSERT INTO tag_thresholds AS th (model_id, tag, threshold, lower, upper, precision, recall, objective,
+                                  n_positive, n_negative, source)
+VALUES (:model_id, :tag, :threshold, :lower, :upper, :precision, :recall, :objective,
+        :n_positive, :n_negative, :source)
+ON CONFLICT (model_id, tag) DO UPDATE
+SET threshold = EXCLUDED.threshold, lower = EXCLUDED.lower, upper = EXCLUDED.upper,
+    precision = EXCLUDED.precision, recall = EXCLUDED.recall, objective = EXCLUDED.objective,
+    n_positive = EXCLUDED.n_positive, n_negative = EXCLUDED.n_negative, source = EXCLUDED.source,
+    created_at = now();
+
+-- name: labels_for_track --
+-- Calibrated yes/no/ambiguous labels of one track (current model versions).
+SELECT model, tag, label FROM track_labels WHERE uri = :uri ORDER BY model, tag;
+
+-- name: tag_vocabulary --
+-- The family and canonical tag of every shipped label.
+SELECT tag, canonical, family FROM tag_vocabulary ORDER BY family, canonical, tag;
+
+-- name: available_canonical_tags --
+-- Canonical tags that the current models (or one) can score, with their family.
+SELECT DISTINCT v.canonical, v.family
+FROM current_models m
+CROSS JOIN LATERAL unnest(m.labels) AS l (tag)
+JOIN tag_vocabulary v ON v.tag = l.tag
+WHERE CAST(:model AS text) IS NULL OR m.name = CAST(:model AS text)
+ORDER BY v.family, v.canonical;
+
+-- name: top_tracks_by_family --
+-- Tracks by their strongest tag of a family (synonyms merged), best first.
+SELECT uri, model, tag, score
+FROM (
+    SELECT DISTINCT ON (uri, model) uri, model, tag, score
+    FROM track_families
+    WHERE family = :family AND (CAST(:model AS text) IS NULL OR model = CAST(:model AS text))
+    ORDER BY uri, model, score DESC, tag
+) best
+ORDER BY score DESC, uri, model
+LIMIT :top;
+
+-- name: rank_tracks_by_terms --
+-- Tracks ranked by the geometric mean, over query terms, of each term's best matching canonical tag
+-- (any of its synonyms, any current model or one); a track must score every term.
+WITH terms AS (
+    SELECT DISTINCT term, canonical FROM unnest(CAST(:terms AS integer[]), CAST(:canonicals AS text[])) AS x (term, canonical)
+), per_term AS (
+    SELECT tt.track_id, x.term, max(tt.score) AS score
+    FROM terms x
+    JOIN tag_vocabulary v ON v.canonical = x.canonical
+    JOIN current_models m ON CAST(:model AS text) IS NULL OR m.name = CAST(:model AS text)
+    JOIN track_tags tt ON tt.tag = v.tag AND tt.model_id = m.model_id
+    GROUP BY tt.track_id, x.term
+)
+SELECT t.uri, exp(avg(ln(greatest(p.score, 1e-6)))) AS score, array_agg(p.score ORDER BY p.term) AS term_scores
+FROM per_term p
+JOIN tracks t ON t.track_id = p.track_id AND t.status = 'tagged'
+GROUP BY t.uri
+HAVING count(*) = (SELECT count(DISTINCT term) FROM terms)
+ORDER BY score DESC, t.uri
+LIMIT :top;
+
+-- name: catalogue_counts --
+-- Tracks by status, and hours of tagged audio.
+SELECT count(*) AS total,
+       count(*) FILTER (WHERE status = 'tagged') AS tagged,
+       count(*) FILTER (WHERE status = 'failed') AS failed,
+       count(*) FILTER (WHERE status = 'pending') AS pending,
+       coalesce(sum(duration_s) FILTER (WHERE status = 'tagged'), 0) / 3600 AS tagged_hours
+FROM tracks;
+
+-- name: tag_prevalence --
+-- Per current model and tag: mean score over tagged tracks and the share of tracks scoring >= :cut.
+SELECT m.name AS model, tt.tag, avg(tt.score) AS mean_score,
+       avg(CASE WHEN tt.score >= :cut THEN 1.0 ELSE 0.0 END) AS share_above
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
+JOIN current_models m ON m.model_id = tt.model_id
+GROUP BY m.name, tt.tag
+ORDER BY m.name, mean_score DESC;
+
+-- name: score_histogram --
+-- Per current model: how many tag scores fall in each of :bins equal-width bins of [0, 1].
+SELECT m.name AS model, least(width_bucket(tt.score, 0, 1, :bins), :bins) AS bin, count(*) AS n
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
+JOIN current_models m ON m.model_id = tt.model_id
+GROUP BY 1, 2
+ORDER BY 1, 2;
+
+-- name: run_history --
+-- Every run with its counts (stats as the run recorded them), oldest first.
+SELECT run_id, started_at, finished_at, status, models, stats FROM runs ORDER BY run_id;

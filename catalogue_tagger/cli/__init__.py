@@ -20,6 +20,10 @@ COMMANDS: dict[str, str] = {
     "bench": "catalogue_tagger.cli.bench:bench",
     "compile": "catalogue_tagger.cli.compile:compile_command",
     "models": "catalogue_tagger.cli.models:models",
+    "similar": "catalogue_tagger.cli.similar:similar",
+    "heads": "catalogue_tagger.cli.heads:heads",
+    "calibrate": "catalogue_tagger.cli.calibrate:calibrate",
+    "report": "catalogue_tagger.cli.report:report",
 }
 
 

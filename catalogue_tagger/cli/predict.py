@@ -44,15 +44,17 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
 @click.option("--segments", is_flag=True, help="Include the per-segment scores (the taggram).")
 @click.option("--embedding", is_flag=True, help="Include the track embedding (models that have one).")
 @click.option("--format", "fmt", type=click.Choice(["json", "table"]), default="json", show_default=True)
+@click.option("--plot", "plot_path", type=click.Path(dir_okay=False), default=None,
+              help="Draw the taggram to this PNG (several files or models: NAME-<file>-<model>.png beside it).")
 @run_options
 @click.pass_obj
 def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embedding: bool, fmt: str,
-            **overrides: object) -> None:
+            plot_path: str | None, **overrides: object) -> None:
     """Tag FILES and print the track scores; exit 1 if any file could not be tagged."""
     from catalogue_tagger.models.registry import get_spec
     from catalogue_tagger.predict import predict_files
 
-    settings = settings_with(settings, keep_segments=segments, **overrides)
+    settings = settings_with(settings, keep_segments=segments or plot_path is not None, **overrides)
     failed = False
     rows: list[dict[str, Any]] = []
     with user_errors():
@@ -64,6 +66,10 @@ def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embed
                 error = {"kind": outcome.kind, "detail": outcome.detail}
                 records = [{"path": prediction.path, "model": name, "error": error} for name in specs]
             else:
+                if plot_path is not None:
+                    from catalogue_tagger.cli.taggram import draw_taggrams
+
+                    draw_taggrams(plot_path, prediction.path, outcome, specs, several=len(files) * len(specs) > 1)
                 records = [
                     prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags,
                                     segments=segments, embedding=embedding)

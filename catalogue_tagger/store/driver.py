@@ -11,17 +11,18 @@ import logging
 import struct
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
 import numpy as np
+import numpy.typing as npt
 import psycopg
 import psycopg.errors
 import psycopg.sql
 from psycopg.adapt import Dumper
 from psycopg.pq import Format
-from sqlalchemy import Connection
+from sqlalchemy import Connection, TextClause
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
@@ -176,3 +177,34 @@ def scratch_database(server_url: str, prefix: str) -> Iterator[str]:
         yield make_url(server_url).set(database=name).render_as_string(hide_password=False)
     finally:
         drop_database(server_url, name)
+
+
+_COPY_SIGNATURE = b"PGCOPY\n\xff\r\n\x00"
+_COPY_HEADER = len(_COPY_SIGNATURE) + 8  # signature, flags, header extension length (0)
+
+
+def copy_out_id_vectors(conn: Connection, query: TextClause, params: Mapping[str, Any], dim: int) -> tuple[
+        npt.NDArray[np.int64], npt.NDArray[np.float32]]:
+    """Run ``query`` (a named statement selecting ``bigint, real[]`` rows whose arrays all hold ``dim``
+    values) as a binary COPY and parse it with numpy: ``(ids (n,), vectors (n, dim))``.
+
+    Fetching embeddings row by row costs seconds per 100,000; a fixed-size binary row is one numpy view.
+    Binds are merged client-side (COPY takes no server-side parameters).
+    """
+    statement = str(query.compile(dialect=conn.dialect)).strip().rstrip(";")
+    row = np.dtype([("fields", ">i2"), ("id_len", ">i4"), ("id", ">i8"), ("array_len", ">i4"),
+                    ("array_header", ">i4", (5,)), ("values", [("len", ">i4"), ("value", ">f4")], (dim,))])
+    buffer = bytearray()
+    with _raw(conn).cursor() as cursor:
+        with cursor.copy(f"COPY ({statement}) TO STDOUT (FORMAT BINARY)", dict(params)) as copy:
+            for chunk in copy:
+                buffer += chunk
+    if not buffer.startswith(_COPY_SIGNATURE):
+        raise StoreError("binary COPY of vectors: unexpected header")
+    body = memoryview(buffer)[_COPY_HEADER : len(buffer) - 2]  # trailer: int16 -1
+    if len(body) % row.itemsize:
+        raise StoreError(f"binary COPY of vectors: rows are not {dim}-d real[] (got {len(body)} bytes)")
+    rows = np.frombuffer(body, dtype=row)
+    if rows.size and (np.any(rows["fields"] != 2) or np.any(rows["array_header"][:, 3] != dim)):
+        raise StoreError(f"binary COPY of vectors: a row is not (bigint, real[{dim}])")
+    return rows["id"].astype(np.int64), rows["values"]["value"].astype(np.float32)

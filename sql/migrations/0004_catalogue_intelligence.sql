@@ -1,0 +1,232 @@
+-- 0003: catalogue intelligence from what is stored — similar tracks, heads trained on stored embeddings,
+-- calibrated yes/no tags, tag families. The same objects close schema.sql, under the same heading.
+
+-- Embedding arithmetic that reads the same whatever type holds embeddings (pgvector `vector` or
+-- `real[]`, see schema_info('embedding_type')): queries call these and never name the type. Where
+-- `vector` is used, an HNSW index (cosine) per embedding size of the shipped models (musicnn 200,
+-- SampleCNN 512) serves "tracks like this one"; `real[]` databases scan exactly. m 32 / ef_construction 128,
+-- not pgvector's 16 / 64: on 100,000 clustered embeddings the defaults left a query or two in a hundred
+-- unreachable (recall 0), these did not (benchmarks/intelligence_bench.py --index-builds).
+DO $$
+BEGIN
+    IF (SELECT value FROM schema_info WHERE key = 'embedding_type') = 'vector' THEN
+        CREATE INDEX track_embeddings_hnsw_200_idx ON track_embeddings
+            USING hnsw ((embedding::vector(200)) vector_cosine_ops) WITH (m = 32, ef_construction = 128)
+            WHERE vector_dims(embedding) = 200;
+        CREATE INDEX track_embeddings_hnsw_512_idx ON track_embeddings
+            USING hnsw ((embedding::vector(512)) vector_cosine_ops) WITH (m = 32, ef_construction = 128)
+            WHERE vector_dims(embedding) = 512;
+        CREATE FUNCTION embedding_cosine_distance(a vector, b vector) RETURNS double precision
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN a <=> b;
+        CREATE FUNCTION embedding_dot(a vector, b real[]) RETURNS double precision
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN -(a <#> CAST(b AS vector));
+        CREATE FUNCTION embedding_dims(a vector) RETURNS integer
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN vector_dims(a);
+    ELSE
+        CREATE FUNCTION embedding_cosine_distance(a real[], b real[]) RETURNS double precision
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN (SELECT 1 - sum(x::float8 * y) / nullif(sqrt(sum(x::float8 * x)) * sqrt(sum(y::float8 * y)), 0)
+                    FROM unnest(a, b) AS u (x, y));
+        CREATE FUNCTION embedding_dot(a real[], b real[]) RETURNS double precision
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN (SELECT sum(x::float8 * y) FROM unnest(a, b) AS u (x, y));
+        CREATE FUNCTION embedding_dims(a real[]) RETURNS integer
+            LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+            RETURN cardinality(a);
+    END IF;
+END
+$$;
+
+-- Tracks like the one at query_uri, by cosine distance of the current version of model_name's
+-- embeddings, nearest first, the query track excluded. Filters on tags (of the current version of
+-- tags_model, default model_name) apply inside the same scan: track i passes when every
+-- filter_tags[j] scores within [filter_min[j], filter_max[j]] (NULL bound: open). With `vector`
+-- embeddings of 200 or 512 dimensions the HNSW index answers (iterative scan, so filters still
+-- yield k rows; hnsw.ef_search at least max(128, 2k)); otherwise, or with exact => true, an exact scan.
+CREATE FUNCTION similar_tracks(
+    query_uri   text,
+    model_name  text DEFAULT 'musicnn-mtt',
+    k           integer DEFAULT 10,
+    filter_tags text[] DEFAULT '{}',
+    filter_min  real[] DEFAULT '{}',
+    filter_max  real[] DEFAULT '{}',
+    tags_model  text DEFAULT NULL,
+    exact       boolean DEFAULT false
+) RETURNS TABLE (uri text, model text, distance double precision)
+LANGUAGE plpgsql VOLATILE  -- sets hnsw.* for the rest of the calling transaction
+AS $$
+DECLARE
+    mid  integer;
+    fmid integer;
+    dim  integer;
+    qid  bigint;
+    filter_sql constant text := $f$
+          AND EXISTS (SELECT 1 FROM tracks tr WHERE tr.track_id = e.track_id AND tr.status = 'tagged')
+          AND NOT EXISTS (
+              SELECT 1 FROM unnest($4, $5, $6) AS f (tag, lo, hi)
+              WHERE NOT EXISTS (
+                  SELECT 1 FROM track_tags tt
+                  WHERE tt.track_id = e.track_id AND tt.model_id = $7 AND tt.tag = f.tag
+                    AND tt.score >= coalesce(f.lo, '-infinity') AND tt.score <= coalesce(f.hi, 'infinity')))$f$;
+BEGIN
+    SELECT m.model_id INTO mid FROM current_models m WHERE m.name = model_name;
+    SELECT m.model_id INTO fmid FROM current_models m WHERE m.name = coalesce(tags_model, model_name);
+    SELECT t.track_id, embedding_dims(e.embedding) INTO qid, dim
+    FROM tracks t JOIN track_embeddings e ON e.track_id = t.track_id AND e.model_id = mid
+    WHERE t.uri = query_uri;
+    IF qid IS NULL THEN
+        RETURN;
+    END IF;
+    IF NOT exact AND dim IN (200, 512)
+       AND (SELECT value FROM schema_info WHERE key = 'embedding_type') = 'vector' THEN
+        -- relaxed_order: the index keeps scanning until k rows pass the filters; re-sorted below
+        PERFORM set_config('hnsw.iterative_scan', 'relaxed_order', true);
+        -- candidate list: at least 128 and 2k (64 left about 1 query in 100 stuck in a local minimum on
+        -- 100,000 clustered embeddings), more if the caller set hnsw.ef_search higher
+        PERFORM set_config('hnsw.ef_search',
+                           greatest(128, 2 * k, current_setting('hnsw.ef_search', true)::integer)::text, true);
+        RETURN QUERY EXECUTE format($q$
+            WITH q AS (SELECT embedding::vector(%1$s) AS v FROM track_embeddings WHERE track_id = $1 AND model_id = $2),
+            nearest AS MATERIALIZED (
+                SELECT e.track_id, e.embedding::vector(%1$s) <=> (SELECT v FROM q) AS distance
+                FROM track_embeddings e
+                WHERE vector_dims(e.embedding) = %1$s AND e.model_id = $2 AND e.track_id <> $1 %2$s
+                ORDER BY e.embedding::vector(%1$s) <=> (SELECT v FROM q)
+                LIMIT $3)
+            SELECT t.uri, $8, n.distance FROM nearest n JOIN tracks t ON t.track_id = n.track_id
+            ORDER BY n.distance, t.uri$q$, dim, filter_sql)
+            USING qid, mid, k, filter_tags, filter_min, filter_max, fmid, model_name;
+    ELSE
+        RETURN QUERY EXECUTE format($q$
+            WITH q AS (SELECT embedding FROM track_embeddings WHERE track_id = $1 AND model_id = $2),
+            nearest AS MATERIALIZED (
+                SELECT e.track_id, embedding_cosine_distance(e.embedding, (SELECT embedding FROM q)) AS distance
+                FROM track_embeddings e
+                WHERE e.model_id = $2 AND e.track_id <> $1 %1$s
+                ORDER BY 2
+                LIMIT $3)
+            SELECT t.uri, $8, n.distance FROM nearest n JOIN tracks t ON t.track_id = n.track_id
+            ORDER BY n.distance, t.uri$q$, filter_sql)
+            USING qid, mid, k, filter_tags, filter_min, filter_max, fmid, model_name;
+    END IF;
+END
+$$;
+
+-- A head: a model version (kind 'head') trained on one source model version's stored embeddings.
+-- Its weights live in head_labels; its scores in track_tags like any model's.
+CREATE TABLE heads (
+    model_id        integer PRIMARY KEY REFERENCES models (model_id) ON DELETE CASCADE,
+    source_model_id integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    labels_source   text NOT NULL,
+    trained_at      timestamptz NOT NULL DEFAULT now()
+);
+
+-- One L2-regularised logistic regression per label of a head, on the raw embedding (the training
+-- standardisation is folded into weights and bias): score = sigmoid(bias + weights · embedding).
+CREATE TABLE head_labels (
+    model_id   integer NOT NULL REFERENCES heads (model_id) ON DELETE CASCADE,
+    tag        text NOT NULL,
+    weights    real[] NOT NULL,
+    bias       double precision NOT NULL,
+    l2         double precision NOT NULL,
+    n_positive integer NOT NULL,
+    n_negative integer NOT NULL,
+    cv_roc_auc double precision,
+    cv_pr_auc  double precision,
+    PRIMARY KEY (model_id, tag)
+);
+
+-- Calibrated yes/no per model version and tag: `threshold` is the chosen operating point (its
+-- precision and recall on the labelled sample); scores in [lower, upper) are ambiguous.
+CREATE TABLE tag_thresholds (
+    model_id    integer NOT NULL REFERENCES models (model_id) ON DELETE CASCADE,
+    tag         text NOT NULL,
+    threshold   real NOT NULL,
+    lower       real NOT NULL,
+    upper       real NOT NULL,
+    precision   real NOT NULL,
+    recall      real NOT NULL,
+    objective   text NOT NULL,
+    n_positive  integer NOT NULL,
+    n_negative  integer NOT NULL,
+    source      text NOT NULL,
+    created_at  timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (model_id, tag),
+    CONSTRAINT tag_thresholds_band_check CHECK (lower <= threshold AND threshold <= upper)
+);
+
+-- The shipped labels (MagnaTagATune 50, Million Song Dataset 50) grouped into families, synonyms
+-- merged under one canonical tag.
+CREATE TABLE tag_vocabulary (
+    tag       text PRIMARY KEY,
+    canonical text NOT NULL,
+    family    text NOT NULL
+              CONSTRAINT tag_vocabulary_family_check
+              CHECK (family IN ('genre', 'mood', 'instrument', 'vocals', 'era/other'))
+);
+CREATE INDEX tag_vocabulary_family_idx ON tag_vocabulary (family, canonical);
+
+INSERT INTO tag_vocabulary (tag, canonical, family) VALUES
+    -- genre
+    ('classical', 'classical', 'genre'), ('classic', 'classical', 'genre'), ('techno', 'techno', 'genre'),
+    ('electronic', 'electronic', 'genre'), ('electronica', 'electronic', 'genre'), ('electro', 'electro', 'genre'),
+    ('rock', 'rock', 'genre'), ('ambient', 'ambient', 'genre'), ('indian', 'indian', 'genre'),
+    ('opera', 'opera', 'genre'), ('pop', 'pop', 'genre'), ('new age', 'new age', 'genre'),
+    ('dance', 'dance', 'genre'), ('country', 'country', 'genre'), ('metal', 'metal', 'genre'),
+    ('heavy metal', 'metal', 'genre'), ('alternative', 'alternative', 'genre'), ('indie', 'indie', 'genre'),
+    ('alternative rock', 'alternative rock', 'genre'), ('jazz', 'jazz', 'genre'),
+    ('classic rock', 'classic rock', 'genre'), ('soul', 'soul', 'genre'), ('indie rock', 'indie rock', 'genre'),
+    ('folk', 'folk', 'genre'), ('punk', 'punk', 'genre'), ('blues', 'blues', 'genre'),
+    ('hard rock', 'hard rock', 'genre'), ('experimental', 'experimental', 'genre'),
+    ('Hip-Hop', 'hip-hop', 'genre'), ('easy listening', 'easy listening', 'genre'), ('funk', 'funk', 'genre'),
+    ('Progressive rock', 'progressive rock', 'genre'), ('rnb', 'rnb', 'genre'), ('indie pop', 'indie pop', 'genre'),
+    ('House', 'house', 'genre'),
+    -- mood (including tempo and dynamics)
+    ('slow', 'slow', 'mood'), ('fast', 'fast', 'mood'), ('loud', 'loud', 'mood'), ('quiet', 'soft', 'mood'),
+    ('soft', 'soft', 'mood'), ('weird', 'weird', 'mood'), ('beautiful', 'beautiful', 'mood'),
+    ('chillout', 'chill', 'mood'), ('chill', 'chill', 'mood'), ('Mellow', 'mellow', 'mood'),
+    ('party', 'party', 'mood'), ('sexy', 'sexy', 'mood'), ('catchy', 'catchy', 'mood'), ('sad', 'sad', 'mood'),
+    ('happy', 'happy', 'mood'),
+    -- instrument
+    ('guitar', 'guitar', 'instrument'), ('strings', 'strings', 'instrument'), ('drums', 'drums', 'instrument'),
+    ('piano', 'piano', 'instrument'), ('violin', 'violin', 'instrument'), ('synth', 'synth', 'instrument'),
+    ('harpsichord', 'harpsichord', 'instrument'), ('flute', 'flute', 'instrument'), ('sitar', 'sitar', 'instrument'),
+    ('harp', 'harp', 'instrument'), ('cello', 'cello', 'instrument'), ('beat', 'beats', 'instrument'),
+    ('beats', 'beats', 'instrument'), ('acoustic', 'acoustic', 'instrument'),
+    -- vocals
+    ('vocal', 'vocals', 'vocals'), ('vocals', 'vocals', 'vocals'), ('voice', 'vocals', 'vocals'),
+    ('singing', 'vocals', 'vocals'), ('female', 'female vocals', 'vocals'), ('woman', 'female vocals', 'vocals'),
+    ('female vocal', 'female vocals', 'vocals'), ('female voice', 'female vocals', 'vocals'),
+    ('female vocalists', 'female vocals', 'vocals'), ('female vocalist', 'female vocals', 'vocals'),
+    ('male', 'male vocals', 'vocals'), ('man', 'male vocals', 'vocals'), ('male vocal', 'male vocals', 'vocals'),
+    ('male voice', 'male vocals', 'vocals'), ('male vocalists', 'male vocals', 'vocals'),
+    ('no vocals', 'no vocals', 'vocals'), ('no vocal', 'no vocals', 'vocals'), ('no voice', 'no vocals', 'vocals'),
+    ('instrumental', 'no vocals', 'vocals'), ('choir', 'choir', 'vocals'), ('choral', 'choir', 'vocals'),
+    -- era and other
+    ('00s', '00s', 'era/other'), ('90s', '90s', 'era/other'), ('80s', '80s', 'era/other'),
+    ('70s', '70s', 'era/other'), ('60s', '60s', 'era/other'), ('oldies', 'oldies', 'era/other'),
+    ('solo', 'solo', 'era/other');
+
+-- Contract view: yes | no | ambiguous for every calibrated tag of every tagged track (current model
+-- versions): yes at or above `upper`, no below `lower`, ambiguous in between.
+CREATE VIEW track_labels AS
+SELECT t.uri, m.name AS model, tt.tag,
+       CASE WHEN tt.score >= th.upper THEN 'yes'
+            WHEN tt.score < th.lower THEN 'no'
+            ELSE 'ambiguous' END AS label
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
+JOIN current_models m ON m.model_id = tt.model_id
+JOIN tag_thresholds th ON th.model_id = tt.model_id AND th.tag = tt.tag;
+
+-- Contract view: current tags by family, synonyms merged (the strongest of them) under the canonical tag.
+CREATE VIEW track_families AS
+SELECT t.uri, m.name AS model, v.family, v.canonical AS tag, max(tt.score) AS score
+FROM track_tags tt
+JOIN tracks t ON t.track_id = tt.track_id AND t.status = 'tagged'
+JOIN current_models m ON m.model_id = tt.model_id
+JOIN tag_vocabulary v ON v.tag = tt.tag
+GROUP BY t.uri, m.name, v.family, v.canonical;
