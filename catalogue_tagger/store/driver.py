@@ -196,15 +196,17 @@ def copy_out_id_vectors(conn: Connection, query: TextClause, params: Mapping[str
                     ("array_header", ">i4", (5,)), ("values", [("len", ">i4"), ("value", ">f4")], (dim,))])
     buffer = bytearray()
     with _raw(conn).cursor() as cursor:
-        with cursor.copy(f"COPY ({statement}) TO STDOUT (FORMAT BINARY)", dict(params)) as copy:
+        # the statement is one of ours (sql/queries.sql), composed as SQL, never interpolated text
+        copy_out = psycopg.sql.SQL("COPY ({}) TO STDOUT (FORMAT BINARY)").format(psycopg.sql.SQL(statement))
+        with cursor.copy(copy_out, dict(params)) as copy:
             for chunk in copy:
                 buffer += chunk
     if not buffer.startswith(_COPY_SIGNATURE):
         raise StoreError("binary COPY of vectors: unexpected header")
     body = memoryview(buffer)[_COPY_HEADER : len(buffer) - 2]  # trailer: int16 -1
     if len(body) % row.itemsize:
-        raise StoreError(f"binary COPY of vectors: rows are not {dim}-d real[] (got {len(body)} bytes)")
+        raise StoreError(f"binary vector rows: not {dim}-d real[] (got {len(body)} bytes)")
     rows = np.frombuffer(body, dtype=row)
     if rows.size and (np.any(rows["fields"] != 2) or np.any(rows["array_header"][:, 3] != dim)):
-        raise StoreError(f"binary COPY of vectors: a row is not (bigint, real[{dim}])")
+        raise StoreError(f"binary vector rows: a row is not (bigint, real[{dim}])")
     return rows["id"].astype(np.int64), rows["values"]["value"].astype(np.float32)
