@@ -13,6 +13,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from catalogue_tagger.decode import decode_stream
+from catalogue_tagger.descriptors import DescriptorAnalyzer
 from catalogue_tagger.errors import EmptyAudio, TaggerError
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackTask
@@ -28,6 +29,7 @@ SILENCE_PEAK = 1e-4  # a track whose peak stays below this is flagged "silent" (
 class FeedOptions:
     windowings: dict[str, Windowing]  # model name -> its windows
     max_duration_s: float | None = None
+    descriptors: bool = True  # tempo, key and loudness from the same decode
 
 
 def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> Iterator[Message]:
@@ -38,13 +40,19 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
     yield TrackStarted(task.track_id, task.uri)
     segmenters = {name: Segmenter(w) for name, w in options.windowings.items()}
     peak = 0.0
+    analyzer = DescriptorAnalyzer(name=task.uri) if options.descriptors else None
     try:
         with store.open(task.uri) as fileobj, decode_stream(
-            fileobj, max_duration_s=options.max_duration_s, name=task.uri
+            fileobj,
+            max_duration_s=options.max_duration_s,
+            name=task.uri,
+            on_frame=analyzer.push_frame if analyzer is not None else None,
         ) as audio:
             for chunk in audio:
                 if chunk.size:
                     peak = max(peak, float(abs(chunk).max()))
+                if analyzer is not None:
+                    analyzer.push(chunk)
                 for name, seg in segmenters.items():
                     first = seg.n_windows
                     for offset, window in enumerate(seg.push(chunk)):
@@ -67,7 +75,8 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
         return
     flags = info.flags + (("padded",) if padded else ()) + (("silent",) if peak < SILENCE_PEAK else ())
     n_segments = {name: seg.n_windows for name, seg in segmenters.items()}
-    yield TrackDecoded(task.track_id, task.uri, n_segments, info.duration_s, flags)
+    descriptors = analyzer.finish() if analyzer is not None else None
+    yield TrackDecoded(task.track_id, task.uri, n_segments, info.duration_s, flags, descriptors)
 
 
 def worker_main(

@@ -42,6 +42,7 @@ class TagOptions:
     keep_segments: bool = False  # store the per-segment taggram too
     s3_endpoint_url: str | None = None
     discover: bool = True  # list the source first; False when discovery already ran (e.g. its own Dagster asset)
+    descriptors: bool = True  # tempo, key and loudness from the same decode, stored in track_descriptors
 
 
 @dataclass(frozen=True)
@@ -114,7 +115,7 @@ def tag(
     backends = {name: open_backend(name, options.backend, options.device, max_batch=options.batch_size) for name in specs}
     writer = ResultWriter(store, run_id, model_ids, keep_segments=options.keep_segments)
     loop = InferenceLoop(backends, options.batch_size, keep_segments=options.keep_segments)
-    feed = FeedOptions(windowings_for(specs), options.max_duration_s)
+    feed = FeedOptions(windowings_for(specs), options.max_duration_s, descriptors=options.descriptors)
     status = "failed"
     try:
         claims = _claims(store, run_id, partition_key)

@@ -29,11 +29,13 @@ def predict_files(
     device: str = "cpu",
     keep_segments: bool = False,
     max_duration_s: float | None = None,
+    descriptors: bool = True,
 ) -> Iterator[Prediction]:
-    """One :class:`Prediction` per file, in order; each file is decoded once for all ``models``."""
+    """One :class:`Prediction` per file, in order; each file is decoded once for all ``models`` (and, with
+    ``descriptors``, measured for tempo, key and loudness in the same pass)."""
     specs = {name: get_spec(name) for name in models}
     backends = {name: open_backend(name, backend, device, max_batch=batch_size) for name in specs}
-    feed = FeedOptions(windowings_for(specs), max_duration_s)
+    feed = FeedOptions(windowings_for(specs), max_duration_s, descriptors=descriptors)
     try:
         for track_id, raw in enumerate(paths):
             path = Path(raw).absolute()

@@ -48,7 +48,9 @@ class InferenceLoop:
             self.aggregator.open(message.track_id, message.uri)
             return []
         if isinstance(message, TrackDecoded):
-            result = self.aggregator.close(message.track_id, message.n_segments, message.duration_s, message.flags)
+            result = self.aggregator.close(
+                message.track_id, message.n_segments, message.duration_s, message.flags, message.descriptors
+            )
             return [result] if result is not None else []
         if isinstance(message, TrackFailed):
             self.aggregator.discard(message.track_id)

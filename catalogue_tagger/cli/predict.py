@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 
-from catalogue_tagger.records import ModelOutput, TrackFailure
+from catalogue_tagger.records import Descriptors, ModelOutput, TrackFailure
 
 TOP_N = 5
 
@@ -17,7 +17,7 @@ def _round(values: Any) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], duration_s: float, flags: tuple[str, ...], *, segments: bool, embedding: bool) -> dict[str, Any]:
+def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], duration_s: float, flags: tuple[str, ...], *, segments: bool, embedding: bool, descriptors: Descriptors | None = None) -> dict[str, Any]:
     scores = {label: round(float(s), 6) for label, s in zip(labels, output.mean)}
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:TOP_N]
     record: dict[str, Any] = {
@@ -29,6 +29,8 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
         "top": [[tag, score] for tag, score in top],
         "flags": list(flags),
     }
+    if descriptors is not None:
+        record["descriptors"] = descriptors.as_dict()
     if segments and output.segments is not None:
         record["segments"] = [_round(row) for row in output.segments]
     if embedding and output.embedding is not None:
@@ -62,7 +64,7 @@ def predict(files: tuple[str, ...], models: str, segments: bool, embedding: bool
             records = [{"path": prediction.path, "model": name, "error": {"kind": outcome.kind, "detail": outcome.detail}} for name in names]
         else:
             records = [
-                prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags, segments=segments, embedding=embedding)
+                prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags, segments=segments, embedding=embedding, descriptors=outcome.descriptors)
                 for out in outcome.outputs
             ]
         for record in records:
@@ -80,11 +82,20 @@ def _print_table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table("file", "model", "duration (s)", "segments", "top tags", "flags")
+    table = Table("file", "model", "duration (s)", "segments", "top tags", "tempo · key · loudness", "flags")
     for r in rows:
         if "error" in r:
-            table.add_row(r["path"], r["model"], "", "", f"[red]{r['error']['kind']}[/]: {r['error']['detail']}", "")
+            table.add_row(r["path"], r["model"], "", "", f"[red]{r['error']['kind']}[/]: {r['error']['detail']}", "", "")
         else:
             top = ", ".join(f"{tag} {score:.2f}" for tag, score in r["top"])
-            table.add_row(r["path"], r["model"], f"{r['duration_s']:.1f}", str(r["n_segments"]), top, ",".join(r["flags"]))
+            table.add_row(r["path"], r["model"], f"{r['duration_s']:.1f}", str(r["n_segments"]), top, _descriptors_cell(r.get("descriptors")), ",".join(r["flags"]))
     Console().print(table)
+
+
+def _descriptors_cell(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    tempo = f"{d['tempo_bpm']:.1f} BPM" if d.get("tempo_bpm") is not None else "no tempo"
+    key = f"{d['key']} ({d['camelot']})" if d.get("key") else "no key"
+    loudness = f"{d['loudness_lufs']:.1f} LUFS" if d.get("loudness_lufs") is not None else "silent"
+    return f"{tempo} · {key} · {loudness}"
