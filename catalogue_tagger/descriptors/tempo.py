@@ -1,8 +1,9 @@
 """Tempo from a streamed onset envelope: a running tempogram, multi-level comb salience, a perceptual prior.
 
 Streaming, constant memory: each 16 kHz chunk becomes a log-mel spectral-flux onset envelope at 100 frames/s
-(``librosa.stft`` + ``librosa.filters.mel``); every 8 s window of the envelope (hop 4 s) adds its normalised
-autocorrelation (``librosa.autocorrelate``) to one running sum — the mean autocorrelation tempogram, which is
+(``librosa.stft`` + ``librosa.filters.mel``); every 12 s Hann window of the envelope (hop 6 s) adds its
+autocorrelation (``librosa.autocorrelate``, normalised at lag 0 and unbiased by the window's own autocorrelation)
+to one running sum — the mean autocorrelation tempogram, which is
 all that is kept of the track (a few KB whatever its length).
 
 At the end, every tempo on a fine log grid (30–300 BPM, 0.3 % steps) gets a *comb salience*: the mean
@@ -27,9 +28,10 @@ HOP = 160  # 10 ms: 100 envelope frames per second
 FPS = SAMPLE_RATE / HOP
 N_FFT = 512
 N_MELS = 40
-WINDOW_FRAMES = 800  # 8 s tempogram windows ...
-WINDOW_HOP = 400  # ... every 4 s
-MAX_LAG = WINDOW_FRAMES - 1
+WINDOW_FRAMES = 1200  # 12 s tempogram windows ...
+WINDOW_HOP = 600  # ... every 6 s
+MAX_LAG = 800  # 8 s: a 4-beat bar at 30 BPM
+MIN_WINDOW_OVERLAP = 0.1  # lags where the window overlaps itself less than this are not used
 MIN_BPM, MAX_BPM = 30.0, 300.0
 REPORT_MIN_BPM, REPORT_MAX_BPM = 40.0, 240.0  # the reported tempo and its octave stay in this range
 PRIOR_BPM, PRIOR_OCTAVES = 115.0, 1.1
@@ -58,6 +60,12 @@ class TempoTracker:
         self._acf = np.zeros(MAX_LAG + 1, np.float64)
         self._windows = 0
         self._frames = 0
+        self._window = np.hanning(WINDOW_FRAMES)
+        overlap = librosa.autocorrelate(self._window, max_size=MAX_LAG + 1)
+        overlap = overlap / overlap[0]
+        # Dividing by the window's own autocorrelation unbiases the lags: a periodic envelope then scores the
+        # same at one beat and at four, so slower metrical levels are not penalised by the window's taper.
+        self._unbias = np.where(overlap >= MIN_WINDOW_OVERLAP, 1.0 / np.maximum(overlap, MIN_WINDOW_OVERLAP), 0.0)
 
     def push(self, chunk: Array) -> None:
         y = np.concatenate([self._tail, chunk]) if len(self._tail) else chunk
@@ -79,12 +87,10 @@ class TempoTracker:
             self._envelope = self._envelope[WINDOW_HOP:]
 
     def _add_window(self, envelope: Array) -> None:
-        centred = (envelope - envelope.mean()) * np.hanning(len(envelope))
+        centred = (envelope - envelope.mean()) * self._window
         acf = librosa.autocorrelate(centred, max_size=MAX_LAG + 1)
         if acf[0] > 1e-9:
-            padded = np.zeros(MAX_LAG + 1)
-            padded[: len(acf)] = acf / acf[0]
-            self._acf += padded
+            self._acf += acf / acf[0] * self._unbias
             self._windows += 1
 
     def finish(self) -> TempoEstimate | None:
