@@ -89,7 +89,8 @@ def query(tag: str | None, track: str | None, model: str | None, top: int, bpm: 
         return
     _print_table(title, columns, rows)
     if descriptors is not None:
-        _print_table(f"descriptors of {track}", list(descriptors), [descriptors])
+        pairs = [{"descriptor": k, "value": v} for k, v in descriptors.items() if k not in ("uri", "track_id")]
+        _print_table(f"descriptors of {track}", ["descriptor", "value"], pairs)
 
 
 def _bpm_range(text: str) -> tuple[float, float]:

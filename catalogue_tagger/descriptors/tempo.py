@@ -32,6 +32,7 @@ WINDOW_FRAMES = 1200  # 12 s tempogram windows ...
 WINDOW_HOP = 600  # ... every 6 s
 MAX_LAG = 800  # 8 s: a 4-beat bar at 30 BPM
 MIN_WINDOW_OVERLAP = 0.1  # lags where the window overlaps itself less than this are not used
+MIN_FRAMES = 400  # a track shorter than 4 s gets no tempo
 MIN_BPM, MAX_BPM = 30.0, 300.0
 REPORT_MIN_BPM, REPORT_MAX_BPM = 40.0, 240.0  # the reported tempo and its octave stay in this range
 PRIOR_BPM, PRIOR_OCTAVES = 115.0, 1.1
@@ -94,8 +95,8 @@ class TempoTracker:
             self._windows += 1
 
     def finish(self) -> TempoEstimate | None:
-        """The tempo of what was pushed; ``None`` for silence or less than ~4 s of audio."""
-        if self._windows == 0 and len(self._envelope) >= WINDOW_FRAMES // 2:
+        """The tempo of what was pushed; ``None`` for silence or less than 4 s of audio."""
+        if self._windows == 0 and len(self._envelope) >= MIN_FRAMES:
             padded = np.zeros(WINDOW_FRAMES, np.float32)
             padded[: len(self._envelope)] = self._envelope
             self._add_window(padded)
