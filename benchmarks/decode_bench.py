@@ -78,17 +78,18 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def child_decode(path: str, descriptors: bool) -> None:
+def child_decode(path: str, descriptors: str) -> None:
     """Run in a fresh process: stream-decode ``path`` (measuring descriptors too when asked) and print peak RSS
     before/after and timing."""
-    analyzer = DescriptorAnalyzer(name=path) if descriptors else None
+    analyzer = DescriptorAnalyzer(name=path) if descriptors != "off" else None
     if analyzer is not None:  # warm up librosa's lazy imports and numba outside the measurement
         analyzer.push(np.zeros(SAMPLE_RATE * 13, np.float32))
         analyzer = DescriptorAnalyzer(name=path)
     _reset_peak_rss()
     base = _status_mib("VmRSS")
     start = time.process_time()
-    with open(path, "rb") as fh, decode_stream(fh, on_frame=analyzer.push_frame if analyzer else None) as audio:
+    on_frame = analyzer.push_frame if analyzer is not None and descriptors == "all" else None  # loudness
+    with open(path, "rb") as fh, decode_stream(fh, on_frame=on_frame) as audio:
         for chunk in audio:
             if analyzer is not None:
                 analyzer.push(chunk)
@@ -100,8 +101,8 @@ def child_decode(path: str, descriptors: bool) -> None:
                       "duration_s": audio.info.duration_s}))
 
 
-def run_child(path: Path, descriptors: bool = False) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", str(path)] + (["--descriptors"] if descriptors else [])
+def run_child(path: Path, descriptors: str = "off") -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(path), "--descriptors", descriptors]
     if hasattr(os, "sched_setaffinity"):
         cmd = ["taskset", "-c", "0", *cmd]  # one core
     result = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -114,7 +115,7 @@ def main() -> None:
     parser.add_argument("--long-min", type=float, default=60)
     parser.add_argument("--short-min", type=float, default=3)
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--descriptors", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--descriptors", choices=("off", "tempo_key", "all"), default="off", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         return child_decode(args.child, args.descriptors)
@@ -127,18 +128,21 @@ def main() -> None:
         long = folder / "long.mp3"
         long.write_bytes(short.read_bytes() * repeats)
         report["rss_mp3"] = {"short": run_child(short), "long": run_child(long)}
-        report["rss_mp3_descriptors_on"] = {"short": run_child(short, True), "long": run_child(long, True)}
+        report["rss_mp3_descriptors_on"] = {"short": run_child(short, "all"), "long": run_child(long, "all")}
         ogg = encode(folder / "one_min.ogg", music_44k_stereo(60), "vorbis", strict="experimental")
         for name, path in (("ogg_44k_stereo_one_core", ogg), ("mp3_44k_stereo_one_core", short)):
-            runs: dict[bool, list[dict[str, float]]] = {False: [], True: []}
+            runs: dict[str, list[dict[str, float]]] = {"off": [], "tempo_key": [], "all": []}
             for _ in range(args.repeats):
-                for on in (False, True):
-                    runs[on].append(run_child(path, on))
-            best = {on: min(r, key=lambda x: x["cpu_s"]) for on, r in runs.items()}
-            off_x = best[False]["duration_s"] / best[False]["cpu_s"]
-            on_x = best[True]["duration_s"] / best[True]["cpu_s"]
-            report[name] = {**best[False], "x_realtime": off_x, "x_realtime_descriptors_on": on_x,
-                            "descriptors_slowdown_pct": round(100 * (off_x / on_x - 1), 1)}
+                for mode in runs:
+                    runs[mode].append(run_child(path, mode))
+            x = {mode: max(r["duration_s"] / r["cpu_s"] for r in rs) for mode, rs in runs.items()}
+            report[name] = {
+                "x_realtime": x["off"],
+                "x_realtime_tempo_key": x["tempo_key"],
+                "x_realtime_all_descriptors": x["all"],
+                "slowdown_pct_tempo_key": round(100 * (x["off"] / x["tempo_key"] - 1), 1),
+                "slowdown_pct_all_descriptors": round(100 * (x["off"] / x["all"] - 1), 1),
+            }
         with av.open(str(ogg)) as c:
             raw = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1).astype(np.float32)
         one_shot = soxr.resample(raw.mean(axis=0), 44100, SAMPLE_RATE, quality="HQ")
