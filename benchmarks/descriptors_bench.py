@@ -257,6 +257,9 @@ def summarise(midi: list[dict[str, Any]], real: list[dict[str, Any]], normalised
             within(tempo_of(results[r["audio"]]), (tempo_of(originals[r["source"]]) or 0) * r["factor"]) for r in stretched]))
         row["tempo scales with stretch (any octave)"] = float(np.mean([
             accuracy2(tempo_of(results[r["audio"]]), (tempo_of(originals[r["source"]]) or 0) * r["factor"]) for r in stretched]))
+        row["key unchanged by stretch"] = float(np.mean([
+            key_of(results[r["audio"]]) is not None and key_of(originals[r["source"]]) is not None
+            and Key.parse(key_of(results[r["audio"]])) == Key.parse(key_of(originals[r["source"]])) for r in stretched]))
         shifted = [r for r in real if r["kind"] == "shift"]
         row["key follows shift"] = float(np.mean([
             key_of(originals[r["source"]]) is not None and key_of(results[r["audio"]]) is not None
@@ -284,7 +287,7 @@ def summarise(midi: list[dict[str, Any]], real: list[dict[str, Any]], normalised
 def markdown(report: dict[str, Any]) -> str:
     columns = ["acc1 all", "acc2 all", "acc1 drums", "acc1 no drums", "mirex key", "key exact", "key fifth",
                "key relative", "key parallel", "tempo scales with stretch", "tempo scales with stretch (any octave)",
-               "key follows shift"]
+               "key follows shift", "key unchanged by stretch"]
     lines = ["| method | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for name, row in report["table"].items():
         lines.append(f"| {name} | " + " | ".join(f"{row[c]:.2f}" for c in columns) + " |")

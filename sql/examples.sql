@@ -44,7 +44,7 @@ WITH me AS (
 SELECT d.uri, d.key, d.camelot, d.tempo_bpm
 FROM current_descriptors d, me
 WHERE d.uri <> me.uri
-  AND ((right(d.camelot, 1) = me.l AND (left(d.camelot, -1)::int - me.n + 12) % 12 IN (0, 1, 11))
+  AND ((right(d.camelot, 1) = me.l AND mod(left(d.camelot, -1)::int - me.n + 12, 12) IN (0, 1, 11))
        OR (right(d.camelot, 1) <> me.l AND left(d.camelot, -1)::int = me.n))
 ORDER BY d.uri;
 
