@@ -170,3 +170,20 @@ def test_loudness_sees_the_source_channels_not_the_downmix(tmp_path: Path) -> No
     # BS.1770: a 0 dBFS 997 Hz sine reads -3.01 LUFS on one channel, 0 on two; this one is at -12.04 dBFS.
     assert d.loudness_lufs is not None and abs(d.loudness_lufs - (-12.04)) <= 0.1
     assert d.true_peak_dbtp is not None and abs(d.true_peak_dbtp - 20 * np.log10(0.25)) <= 0.1
+
+
+def test_true_peak_finds_the_peak_between_samples() -> None:
+    """A sine at a quarter of the sample rate, 45° off the samples: every sample reads -3 dB, the wave peaks at 0."""
+    from catalogue_tagger.descriptors.loudness import TruePeakMeter
+
+    rate = 48_000
+    n = np.arange(rate * 2)
+    fade = np.minimum(1.0, n / 4800)  # no abrupt start: its ringing would be a (real) higher true peak
+    wave = (0.5 * fade * np.sin(2 * np.pi * n / 4 + np.pi / 4)).astype(np.float32)
+    meter = TruePeakMeter()
+    for start in range(0, len(wave), 1024):
+        block = wave[start : start + 1024]
+        meter.push(np.stack([block, 0.5 * block], axis=1), rate)
+    peak = meter.finish()
+    assert abs(float(np.abs(wave).max()) - 0.5 / np.sqrt(2)) < 1e-3  # the sample peak: -3 dB below the wave's
+    assert abs(20 * np.log10(peak) - 20 * np.log10(0.5)) <= 0.05
