@@ -26,7 +26,6 @@ import numpy as np
 import soxr
 
 from catalogue_tagger.decode import SAMPLE_RATE, decode_stream
-from catalogue_tagger.descriptors import DescriptorAnalyzer
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared/reference/musicnn/pub_orchestral_1.flac"
 
@@ -81,7 +80,11 @@ def _reset_peak_rss() -> None:
 def child_decode(path: str, descriptors: str) -> None:
     """Run in a fresh process: stream-decode ``path`` (measuring descriptors too when asked) and print peak RSS
     before/after and timing."""
-    analyzer = DescriptorAnalyzer(name=path) if descriptors != "off" else None
+    analyzer = None
+    if descriptors != "off":  # imported only then: the "off" figures are those of a worker without descriptors
+        from catalogue_tagger.descriptors import DescriptorAnalyzer
+
+        analyzer = DescriptorAnalyzer(name=path)
     if analyzer is not None:  # warm up librosa's lazy imports and numba outside the measurement
         analyzer.push(np.zeros(SAMPLE_RATE * 13, np.float32))
         analyzer = DescriptorAnalyzer(name=path)

@@ -13,7 +13,6 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from catalogue_tagger.decode import decode_stream
-from catalogue_tagger.descriptors import DescriptorAnalyzer
 from catalogue_tagger.errors import EmptyAudio, TaggerError
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackTask
@@ -40,7 +39,12 @@ def decode_track(store: ObjectStore, task: TrackTask, options: FeedOptions) -> I
     yield TrackStarted(task.track_id, task.uri)
     segmenters = {name: Segmenter(w) for name, w in options.windowings.items()}
     peak = 0.0
-    analyzer = DescriptorAnalyzer(name=task.uri) if options.descriptors else None
+    analyzer = None
+    if options.descriptors:
+        # Imported here: librosa and scipy add ~110 MB to a decode worker, which a run without descriptors skips.
+        from catalogue_tagger.descriptors import DescriptorAnalyzer
+
+        analyzer = DescriptorAnalyzer(name=task.uri)
     try:
         with store.open(task.uri) as fileobj, decode_stream(
             fileobj,

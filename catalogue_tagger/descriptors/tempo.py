@@ -24,7 +24,6 @@ import librosa
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
-import scipy.signal
 
 SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms: 100 envelope frames per second
@@ -58,7 +57,7 @@ class TempoTracker:
 
     def __init__(self) -> None:
         self._mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=8000.0)
-        self._fft_window = scipy.signal.get_window("hann", N_FFT).astype(np.float32)  # librosa.stft's window
+        self._fft_window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann: librosa.stft's window
         self._tail = np.zeros(0, np.float32)  # samples not yet framed
         self._prev: Array | None = None  # last log-mel frame, for the flux across chunk boundaries
         self._envelope = np.zeros(0, np.float32)  # onset envelope not yet consumed by a full window
