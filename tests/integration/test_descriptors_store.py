@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -20,9 +19,7 @@ from catalogue_tagger.descriptors import DESCRIPTORS_VERSION, Key
 from catalogue_tagger.pipeline import TagOptions, tag
 from catalogue_tagger.sources import FolderStore
 from catalogue_tagger.store.store import Store
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "unit"))
-from test_descriptors import click_track, progression  # noqa: E402
+from synth_audio import click_track, progression  # tests/synth_audio.py
 
 REAL = ["excerpt.mp3", "excerpt.ogg", "excerpt.m4a"]
 DESCRIPTOR_KEYS = {"tempo_bpm", "tempo_confidence", "tempo_alt_bpm", "key", "key_confidence", "loudness_lufs",
