@@ -12,6 +12,8 @@ import queue
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
+from threadpoolctl import threadpool_limits
+
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.errors import EmptyAudio, TaggerError
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
@@ -91,7 +93,11 @@ def worker_main(
     out: "mp.Queue[Message | None]",
 ) -> None:
     """A decode worker process: take tasks until ``None``, put messages, then a final ``None``."""
-    with open_source(source, s3_endpoint_url=s3_endpoint_url) as store:
+    if options.descriptors:
+        import catalogue_tagger.descriptors  # noqa: F401  (loads the BLAS libraries limited below)
+    # A worker is one core's work: BLAS threads of its own (the descriptors' matrix products) would spin against
+    # the inference process on the same cores.
+    with threadpool_limits(limits=1, user_api="blas"), open_source(source, s3_endpoint_url=s3_endpoint_url) as store:
         while (task := tasks.get()) is not None:
             for message in decode_track(store, task, options):
                 out.put(message)
