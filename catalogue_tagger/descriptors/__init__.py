@@ -3,7 +3,7 @@
 - :mod:`.tempo` — BPM with a confidence and the competing octave, from a streamed onset-envelope tempogram;
 - :mod:`.key` — tonic and mode (24 keys) with a confidence and the runner-up, from a harmonically weighted
   pitch-class profile;
-- :mod:`.loudness` — EBU R128 integrated loudness, loudness range and true peak, by libavfilter's ``ebur128``
+- :mod:`.loudness` — EBU R128 integrated loudness and loudness range by libavfilter's ``ebur128``, true peak by soxr
   on the original channels and rate;
 - :mod:`.keys` — key names, Camelot codes and compatible keys.
 

@@ -7,8 +7,8 @@ tempo and key trackers, and :meth:`DescriptorAnalyzer.finish` turns the small ac
             analyzer.push(chunk)
     descriptors = analyzer.finish()          # Descriptors (values None where nothing could be measured)
 
-Memory is constant in the track's length: an 8 s onset-envelope buffer and a 479-lag tempogram, a 36-bin
-pitch-class sum, and the ``ebur128`` filter's histograms.
+Memory is constant in the track's length: a 12 s onset-envelope buffer and an 801-lag tempogram, a 36-bin
+pitch-class sum, the ``ebur128`` filter's histograms and two source frames for the true peak.
 """
 
 from __future__ import annotations
