@@ -1,7 +1,10 @@
 """Decode benchmark: peak RSS of streamed decode (short vs long track), speed (× realtime on one core), and
 streamed vs one-shot soxr agreement. Synthesizes its inputs with PyAV into a temporary folder; prints JSON.
 
-    .venv/bin/python benchmarks/decode_bench.py [--long-min 60] [--short-min 3]
+Every figure is taken with the descriptors (tempo, key, loudness: ``catalogue_tagger.descriptors``) off and on,
+side by side in the same run; speed is the best of ``--repeats`` alternating runs of each.
+
+    .venv/bin/python benchmarks/decode_bench.py [--long-min 60] [--short-min 3] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -74,22 +77,35 @@ def _reset_peak_rss() -> None:
         pass
 
 
-def child_decode(path: str) -> None:
-    """Run in a fresh process: stream-decode ``path`` and print peak RSS before/after and timing."""
+def child_decode(path: str, descriptors: str) -> None:
+    """Run in a fresh process: stream-decode ``path`` (measuring descriptors too when asked) and print peak RSS
+    before/after and timing."""
+    analyzer = None
+    if descriptors != "off":  # imported only then: the "off" figures are those of a worker without descriptors
+        from catalogue_tagger.descriptors import DescriptorAnalyzer
+
+        analyzer = DescriptorAnalyzer(name=path)
+    if analyzer is not None:  # warm up librosa's lazy imports and numba outside the measurement
+        analyzer.push(np.zeros(SAMPLE_RATE * 13, np.float32))
+        analyzer = DescriptorAnalyzer(name=path)
     _reset_peak_rss()
     base = _status_mib("VmRSS")
     start = time.process_time()
-    with open(path, "rb") as fh, decode_stream(fh) as audio:
-        for _ in audio:
-            pass
+    on_frame = analyzer.push_frame if analyzer is not None and descriptors == "all" else None  # loudness
+    with open(path, "rb") as fh, decode_stream(fh, on_frame=on_frame) as audio:
+        for chunk in audio:
+            if analyzer is not None:
+                analyzer.push(chunk)
+    if analyzer is not None:
+        analyzer.finish()
     cpu = time.process_time() - start
     peak = _status_mib("VmHWM") if base else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"rss_before_mib": base, "peak_rss_mib": peak, "cpu_s": cpu,
                       "duration_s": audio.info.duration_s}))
 
 
-def run_child(path: Path) -> dict[str, float]:
-    cmd = [sys.executable, __file__, "--child", str(path)]
+def run_child(path: Path, descriptors: str = "off") -> dict[str, float]:
+    cmd = [sys.executable, __file__, "--child", str(path), "--descriptors", descriptors]
     if hasattr(os, "sched_setaffinity"):
         cmd = ["taskset", "-c", "0", *cmd]  # one core
     result = subprocess.run(cmd, check=True, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -101,9 +117,11 @@ def main() -> None:
     parser.add_argument("--child")
     parser.add_argument("--long-min", type=float, default=60)
     parser.add_argument("--short-min", type=float, default=3)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--descriptors", choices=("off", "tempo_key", "all"), default="off", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        return child_decode(args.child)
+        return child_decode(args.child, args.descriptors)
     report: dict[str, object] = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -113,9 +131,21 @@ def main() -> None:
         long = folder / "long.mp3"
         long.write_bytes(short.read_bytes() * repeats)
         report["rss_mp3"] = {"short": run_child(short), "long": run_child(long)}
+        report["rss_mp3_descriptors_on"] = {"short": run_child(short, "all"), "long": run_child(long, "all")}
         ogg = encode(folder / "one_min.ogg", music_44k_stereo(60), "vorbis", strict="experimental")
-        speed = run_child(ogg)
-        report["ogg_44k_stereo_one_core"] = {**speed, "x_realtime": speed["duration_s"] / speed["cpu_s"]}
+        for name, path in (("ogg_44k_stereo_one_core", ogg), ("mp3_44k_stereo_one_core", short)):
+            runs: dict[str, list[dict[str, float]]] = {"off": [], "tempo_key": [], "all": []}
+            for _ in range(args.repeats):
+                for mode in runs:
+                    runs[mode].append(run_child(path, mode))
+            x = {mode: max(r["duration_s"] / r["cpu_s"] for r in rs) for mode, rs in runs.items()}
+            report[name] = {
+                "x_realtime": x["off"],
+                "x_realtime_tempo_key": x["tempo_key"],
+                "x_realtime_all_descriptors": x["all"],
+                "slowdown_pct_tempo_key": round(100 * (x["off"] / x["tempo_key"] - 1), 1),
+                "slowdown_pct_all_descriptors": round(100 * (x["off"] / x["all"] - 1), 1),
+            }
         with av.open(str(ogg)) as c:
             raw = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1).astype(np.float32)
         one_shot = soxr.resample(raw.mean(axis=0), 44100, SAMPLE_RATE, quality="HQ")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from catalogue_tagger.records import ModelOutput, TrackResult
+from catalogue_tagger.records import Descriptors, ModelOutput, TrackResult
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class _Pending:
     expected: dict[str, int] | None = None  # per model, known once decoding finished
     duration_s: float = 0.0
     flags: tuple[str, ...] = ()
+    descriptors: Descriptors | None = None
 
 
 class Aggregator:
@@ -83,13 +84,19 @@ class Aggregator:
         return self._release_if_complete(track_id)
 
     def close(
-        self, track_id: int, n_segments: Mapping[str, int], duration_s: float, flags: tuple[str, ...] = ()
+        self,
+        track_id: int,
+        n_segments: Mapping[str, int],
+        duration_s: float,
+        flags: tuple[str, ...] = (),
+        descriptors: Descriptors | None = None,
     ) -> TrackResult | None:
         """Decoding of the track finished: ``n_segments`` per model is now known."""
         pending = self._tracks[track_id]
         pending.expected = dict(n_segments)
         pending.duration_s = duration_s
         pending.flags = flags
+        pending.descriptors = descriptors
         return self._release_if_complete(track_id)
 
     def _release_if_complete(self, track_id: int) -> TrackResult | None:
@@ -106,4 +113,4 @@ class Aggregator:
             emb = pending.embeddings[name]
             embeddings = np.stack([emb[i] for i in order]) if info.embedding_size and emb else None
             outputs.append(aggregate(info, probs, embeddings, self.keep_segments))
-        return TrackResult(track_id, pending.uri, pending.duration_s, tuple(outputs), pending.flags)
+        return TrackResult(track_id, pending.uri, pending.duration_s, tuple(outputs), pending.flags, pending.descriptors)

@@ -104,6 +104,10 @@ class Settings:
         "CATALOGUE_TAGGER_MAX_BYTES", "Objects larger than this fail as `too_large` before decoding (unset: no limit).",
         int, default=None,
     )
+    descriptors: bool = _setting(
+        "CATALOGUE_TAGGER_DESCRIPTORS", "Measure tempo, key and loudness in the decode pass (`track_descriptors`).",
+        _bool, default=True,
+    )
     keep_segments: bool = _setting(
         "CATALOGUE_TAGGER_SEGMENTS", "Also store per-segment scores (`segment_scores`).", _bool, default=False
     )

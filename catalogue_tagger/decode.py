@@ -19,7 +19,7 @@ otherwise. A file that is cut short decodes to what is there and is flagged ``tr
 from __future__ import annotations
 
 import logging
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from types import TracebackType
 from typing import IO, Any
@@ -73,14 +73,16 @@ def decode_stream(
     max_duration_s: float | None = None,
     chunk_s: float = DEFAULT_CHUNK_S,
     name: str | None = None,
+    on_frame: Callable[[Any], None] | None = None,
 ) -> DecodedAudio:
     """Open ``fileobj`` (readable, seekable, binary) for streamed decoding; see :class:`DecodedAudio`.
 
     Opening already probes the container, so :class:`UnsupportedFormat` and :class:`NoAudioStream` are raised
     here; decoding errors and :class:`EmptyAudio` are raised while iterating. ``name`` (a URI) goes into error
-    details; by default the file object's ``uri`` or ``name``.
+    details; by default the file object's ``uri`` or ``name``. ``on_frame``, when given, sees every decoded
+    PyAV frame (original channels and rate, before the downmix and resampling), e.g. a loudness meter.
     """
-    return DecodedAudio(fileobj, max_duration_s=max_duration_s, chunk_s=chunk_s, name=name)
+    return DecodedAudio(fileobj, max_duration_s=max_duration_s, chunk_s=chunk_s, name=name, on_frame=on_frame)
 
 
 def decode_all(
@@ -106,12 +108,14 @@ class DecodedAudio:
         max_duration_s: float | None = None,
         chunk_s: float = DEFAULT_CHUNK_S,
         name: str | None = None,
+        on_frame: Callable[[Any], None] | None = None,
     ) -> None:
         if chunk_s <= 0:
             raise ValueError(f"chunk_s must be positive, got {chunk_s}")
         self.name = name or str(getattr(fileobj, "uri", None) or getattr(fileobj, "name", None) or "<stream>")
         self.max_duration_s = max_duration_s
         self._fileobj = fileobj
+        self._on_frame = on_frame
         self._chunk_samples = max(1, int(round(chunk_s * SAMPLE_RATE)))
         self._container, self._stream = self._open()
         self._info: DecodeInfo | None = None
@@ -183,6 +187,8 @@ class DecodedAudio:
         frames = self._frames()
         for frame in frames:
             mono = frame_to_mono(frame)
+            if self._on_frame is not None:
+                self._on_frame(frame)
             channels = max(channels, frame.layout.nb_channels)
             rate = int(frame.sample_rate)
             if self.max_duration_s is not None:

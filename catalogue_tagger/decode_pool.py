@@ -14,6 +14,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import BinaryIO
 
+from threadpoolctl import threadpool_limits
+
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
@@ -31,6 +33,7 @@ class DecodeOptions:
     windowings: dict[str, Windowing]  # model name -> its windows
     max_duration_s: float | None = None
     max_bytes: int | None = None  # larger objects fail as too_large before a byte of audio is decoded
+    descriptors: bool = True  # tempo, key and loudness from the same decode
 
 
 def _check_size(fileobj: BinaryIO, uri: str, max_bytes: int | None) -> None:
@@ -51,13 +54,24 @@ def decode_track(source: ObjectStore, task: TrackTask, options: DecodeOptions) -
     yield TrackStarted(task.track_id, task.uri)
     segmenters = {name: Segmenter(w) for name, w in options.windowings.items()}
     peak = 0.0
+    analyzer = None
+    if options.descriptors:
+        # Imported here: librosa and scipy add ~110 MB to a decode worker, which a run without descriptors skips.
+        from catalogue_tagger.descriptors import DescriptorAnalyzer
+
+        analyzer = DescriptorAnalyzer(name=task.uri)
     try:
         with source.open(task.uri) as fileobj:
             _check_size(fileobj, task.uri, options.max_bytes)
-            with decode_stream(fileobj, max_duration_s=options.max_duration_s, name=task.uri) as audio:
+            with decode_stream(
+                fileobj, max_duration_s=options.max_duration_s, name=task.uri,
+                on_frame=analyzer.push_frame if analyzer is not None else None,
+            ) as audio:
                 for chunk in audio:
                     if chunk.size:
                         peak = max(peak, float(abs(chunk).max()))
+                    if analyzer is not None:
+                        analyzer.push(chunk)
                     for name, seg in segmenters.items():
                         first = seg.n_windows
                         for offset, window in enumerate(seg.push(chunk)):
@@ -78,7 +92,8 @@ def decode_track(source: ObjectStore, task: TrackTask, options: DecodeOptions) -
         return
     flags = info.flags + (("padded",) if padded else ()) + (("silent",) if peak < SILENCE_PEAK else ())
     n_segments = {name: seg.n_windows for name, seg in segmenters.items()}
-    yield TrackDecoded(task.track_id, task.uri, n_segments, info.duration_s, flags)
+    descriptors = analyzer.finish() if analyzer is not None else None
+    yield TrackDecoded(task.track_id, task.uri, n_segments, info.duration_s, flags, descriptors)
 
 
 def worker_main(
@@ -89,7 +104,11 @@ def worker_main(
     out: "mp.Queue[Message | None]",
 ) -> None:
     """A decode worker process: take tasks until ``None``, put messages, then a final ``None``."""
-    with open_source(source, s3_endpoint_url=s3_endpoint_url) as objects:
+    if options.descriptors:
+        import catalogue_tagger.descriptors  # noqa: F401  (loads the BLAS libraries limited below)
+    # A worker is one core's work: BLAS threads of its own (the descriptors' matrix products) would spin against
+    # the inference process on the same cores.
+    with threadpool_limits(limits=1, user_api="blas"), open_source(source, s3_endpoint_url=s3_endpoint_url) as objects:
         while (task := tasks.get()) is not None:
             for message in decode_track(objects, task, options):
                 out.put(message)

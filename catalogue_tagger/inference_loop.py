@@ -48,7 +48,9 @@ class InferenceLoop:
         if isinstance(message, (TrackDecoded, TrackFailed)) and self.aggregator.uri_of(message.track_id) is None:
             return []  # the track already failed here (its batch could not be scored): one failure is enough
         if isinstance(message, TrackDecoded):
-            result = self.aggregator.close(message.track_id, message.n_segments, message.duration_s, message.flags)
+            result = self.aggregator.close(
+                message.track_id, message.n_segments, message.duration_s, message.flags, message.descriptors
+            )
             return [result] if result is not None else []
         if isinstance(message, TrackFailed):
             self.aggregator.discard(message.track_id)

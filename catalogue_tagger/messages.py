@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from catalogue_tagger.records import Descriptors
+
 
 @dataclass(frozen=True)
 class SegmentReady:
@@ -24,6 +26,7 @@ class TrackDecoded:
     n_segments: dict[str, int]
     duration_s: float
     flags: tuple[str, ...]
+    descriptors: Descriptors | None = None
 
 
 @dataclass(frozen=True)

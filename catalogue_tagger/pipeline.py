@@ -129,7 +129,7 @@ def _tag_run(
     the writer and finishes the row (``completed``, or ``failed`` when anything escaped)."""
     run_id = lease.run_id
     writer = ResultWriter(store, run_id, model_ids, keep_segments=settings.keep_segments)
-    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes)
+    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
     segments_scored = 0
     status = "failed"
     try:

@@ -26,7 +26,7 @@ def predict_files(paths: Sequence[str | Path], settings: Settings) -> Iterator[P
     """One :class:`Prediction` per file, in order; each file is decoded once for all ``settings.models``
     (``settings.keep_segments``: keep the taggram)."""
     specs = {name: get_spec(name) for name in settings.models}
-    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes)
+    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
     with ExitStack() as stack:
         backends = {name: stack.enter_context(open_backend(name, settings)) for name in specs}
         for track_id, raw in enumerate(paths):

@@ -550,3 +550,74 @@ ORDER BY 1, 2;
 -- name: run_history --
 -- Every run with its counts (stats as the run recorded them), oldest first.
 SELECT run_id, started_at, finished_at, status, models, stats FROM runs ORDER BY run_id;
+
+-- ---------------------------------------------------------------------------------------------------------
+-- Descriptors (tempo, key, loudness; migration 0003)
+
+-- name: create_stage_descriptors --
+-- Per-session staging table for the descriptors of one batch of results.
+CREATE TEMP TABLE IF NOT EXISTS stage_descriptors (
+    track_id             bigint NOT NULL,
+    version              integer NOT NULL,
+    tempo_bpm            real,
+    tempo_confidence     real,
+    tempo_alt_bpm        real,
+    tempo_alt_confidence real,
+    key                  text,
+    key_confidence       real,
+    key_alt              text,
+    key_alt_confidence   real,
+    camelot              text,
+    loudness_lufs        real,
+    loudness_range_lu    real,
+    true_peak_dbtp       real
+) ON COMMIT DELETE ROWS;
+
+-- name: merge_descriptors_from_stage --
+-- Descriptors of the batch's tracks (locked by lock_staged_tracks): upsert, leaving identical rows unwritten.
+INSERT INTO track_descriptors AS td (track_id, version, tempo_bpm, tempo_confidence, tempo_alt_bpm,
+    tempo_alt_confidence, key, key_confidence, key_alt, key_alt_confidence, camelot, loudness_lufs,
+    loudness_range_lu, true_peak_dbtp)
+SELECT s.track_id, s.version, s.tempo_bpm, s.tempo_confidence, s.tempo_alt_bpm, s.tempo_alt_confidence, s.key,
+       s.key_confidence, s.key_alt, s.key_alt_confidence, s.camelot, s.loudness_lufs, s.loudness_range_lu,
+       s.true_peak_dbtp
+FROM stage_descriptors s
+JOIN tracks t ON t.track_id = s.track_id
+ON CONFLICT (track_id, version) DO UPDATE
+SET tempo_bpm = EXCLUDED.tempo_bpm, tempo_confidence = EXCLUDED.tempo_confidence,
+    tempo_alt_bpm = EXCLUDED.tempo_alt_bpm, tempo_alt_confidence = EXCLUDED.tempo_alt_confidence,
+    key = EXCLUDED.key, key_confidence = EXCLUDED.key_confidence, key_alt = EXCLUDED.key_alt,
+    key_alt_confidence = EXCLUDED.key_alt_confidence, camelot = EXCLUDED.camelot,
+    loudness_lufs = EXCLUDED.loudness_lufs, loudness_range_lu = EXCLUDED.loudness_range_lu,
+    true_peak_dbtp = EXCLUDED.true_peak_dbtp
+WHERE (td.tempo_bpm, td.tempo_confidence, td.tempo_alt_bpm, td.tempo_alt_confidence, td.key, td.key_confidence,
+       td.key_alt, td.key_alt_confidence, td.camelot, td.loudness_lufs, td.loudness_range_lu, td.true_peak_dbtp)
+      IS DISTINCT FROM
+      (EXCLUDED.tempo_bpm, EXCLUDED.tempo_confidence, EXCLUDED.tempo_alt_bpm, EXCLUDED.tempo_alt_confidence,
+       EXCLUDED.key, EXCLUDED.key_confidence, EXCLUDED.key_alt, EXCLUDED.key_alt_confidence, EXCLUDED.camelot,
+       EXCLUDED.loudness_lufs, EXCLUDED.loudness_range_lu, EXCLUDED.true_peak_dbtp);
+
+-- name: descriptors_for_track --
+-- The current descriptors of one track (no row: not measured yet).
+SELECT * FROM current_descriptors WHERE uri = :uri;
+
+-- name: select_tracks_by_descriptors --
+-- Tagged tracks whose current descriptors pass every filter given (a NULL parameter filters nothing); with a
+-- tag, only tracks scoring at least :min_score for it, best first (its best current model, or :model).
+SELECT d.uri, d.tempo_bpm, d.tempo_alt_bpm, d.key, d.camelot, d.loudness_lufs, d.loudness_range_lu,
+       d.true_peak_dbtp, s.model, s.score
+FROM current_descriptors d
+LEFT JOIN LATERAL (
+    SELECT ts.model, ts.score FROM tag_scores ts
+    WHERE ts.uri = d.uri AND ts.tag = CAST(:tag AS text)
+      AND (CAST(:model AS text) IS NULL OR ts.model = CAST(:model AS text))
+    ORDER BY ts.score DESC LIMIT 1
+) s ON true
+WHERE (CAST(:min_bpm AS real) IS NULL OR d.tempo_bpm >= CAST(:min_bpm AS real))
+  AND (CAST(:max_bpm AS real) IS NULL OR d.tempo_bpm <= CAST(:max_bpm AS real))
+  AND (CAST(:keys AS text[]) IS NULL OR d.key = ANY (CAST(:keys AS text[])))
+  AND (CAST(:min_lufs AS real) IS NULL OR d.loudness_lufs >= CAST(:min_lufs AS real))
+  AND (CAST(:max_lufs AS real) IS NULL OR d.loudness_lufs <= CAST(:max_lufs AS real))
+  AND (CAST(:tag AS text) IS NULL OR s.score >= CAST(:min_score AS real))
+ORDER BY s.score DESC NULLS LAST, d.uri
+LIMIT :top;

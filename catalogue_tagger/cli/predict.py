@@ -10,7 +10,7 @@ import click
 from catalogue_tagger.cli.options import models_option, run_options, settings_with
 from catalogue_tagger.cli.output import EXIT_SOME_FAILED, echo_json, print_table, user_errors
 from catalogue_tagger.config import Settings
-from catalogue_tagger.records import ModelOutput, TrackFailure
+from catalogue_tagger.records import Descriptors, ModelOutput, TrackFailure
 
 TOP_N = 5
 
@@ -19,7 +19,7 @@ def _round(values: Any) -> list[float]:
     return [round(float(v), 6) for v in values]
 
 
-def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], duration_s: float, flags: tuple[str, ...], *, segments: bool, embedding: bool) -> dict[str, Any]:
+def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], duration_s: float, flags: tuple[str, ...], *, segments: bool, embedding: bool, descriptors: Descriptors | None = None) -> dict[str, Any]:
     scores = {label: round(float(s), 6) for label, s in zip(labels, output.mean)}
     top = sorted(scores.items(), key=lambda kv: kv[1], reverse=True)[:TOP_N]
     record: dict[str, Any] = {
@@ -31,6 +31,8 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
         "top": [[tag, score] for tag, score in top],
         "flags": list(flags),
     }
+    if descriptors is not None:
+        record["descriptors"] = descriptors.as_dict()
     if segments and output.segments is not None:
         record["segments"] = [_round(row) for row in output.segments]
     if embedding and output.embedding is not None:
@@ -72,7 +74,7 @@ def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embed
                     draw_taggrams(plot_path, prediction.path, outcome, specs, several=len(files) * len(specs) > 1)
                 records = [
                     prediction_json(prediction.path, out, specs[out.model].labels, outcome.duration_s, outcome.flags,
-                                    segments=segments, embedding=embedding)
+                                    segments=segments, embedding=embedding, descriptors=outcome.descriptors)
                     for out in outcome.outputs
                 ]
             for record in records:
@@ -81,7 +83,8 @@ def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embed
                 else:
                     rows.append(record)
     if fmt == "table":
-        print_table(["file", "model", "duration (s)", "segments", "top tags", "flags"], [_table_row(r) for r in rows])
+        print_table(["file", "model", "duration (s)", "segments", "top tags", "tempo · key · loudness", "flags"],
+                    [_table_row(r) for r in rows])
     if failed:
         sys.exit(EXIT_SOME_FAILED)
 
@@ -89,7 +92,16 @@ def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embed
 def _table_row(record: dict[str, Any]) -> list[str]:
     if "error" in record:
         error = record["error"]
-        return [record["path"], record["model"], "", "", f"{error['kind']}: {error['detail']}", ""]
+        return [record["path"], record["model"], "", "", f"{error['kind']}: {error['detail']}", "", ""]
     top = ", ".join(f"{tag} {score:.2f}" for tag, score in record["top"])
     return [record["path"], record["model"], f"{record['duration_s']:.1f}", str(record["n_segments"]), top,
-            ",".join(record["flags"])]
+            _descriptors_cell(record.get("descriptors")), ",".join(record["flags"])]
+
+
+def _descriptors_cell(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    tempo = f"{d['tempo_bpm']:.1f} BPM" if d.get("tempo_bpm") is not None else "no tempo"
+    key = f"{d['key']} ({d['camelot']})" if d.get("key") else "no key"
+    loudness = f"{d['loudness_lufs']:.1f} LUFS" if d.get("loudness_lufs") is not None else "silent"
+    return f"{tempo} · {key} · {loudness}"

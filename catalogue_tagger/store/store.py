@@ -22,7 +22,7 @@ from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from catalogue_tagger.errors import StoreError, TracksRefused
-from catalogue_tagger.records import ObjectInfo, TrackFailure, TrackResult, TrackTask
+from catalogue_tagger.records import Descriptors, ObjectInfo, TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.store import migrate as migrations
 from catalogue_tagger.store.driver import copy_rows, retry_transaction, run_script, store_errors
 from catalogue_tagger.store.engine import make_engine
@@ -36,6 +36,11 @@ logger = logging.getLogger(__name__)
 LEASE_CLASS = 0x63617467
 #: How long a store keeps retrying a transaction whose connection was lost before giving up (seconds).
 DEFAULT_RETRY_S = 60.0
+#: Columns of ``track_descriptors`` after (track_id, version), in the order of ``stage_descriptors``.
+DESCRIPTOR_COLUMNS = (
+    "tempo_bpm", "tempo_confidence", "tempo_alt_bpm", "tempo_alt_confidence", "key", "key_confidence", "key_alt",
+    "key_alt_confidence", "camelot", "loudness_lufs", "loudness_range_lu", "true_peak_dbtp",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -54,6 +59,11 @@ def _batches(items: Iterable[Any], size: int) -> Iterator[list[Any]]:
     iterator = iter(items)
     while batch := list(islice(iterator, size)):
         yield batch
+
+
+def _descriptor_rows(measured: Sequence[tuple[int, Descriptors]]) -> Iterator[tuple[Any, ...]]:
+    for track_id, d in measured:
+        yield (track_id, d.version, *(getattr(d, column) for column in DESCRIPTOR_COLUMNS))
 
 
 def _vector(values: Any) -> np.ndarray:
@@ -310,6 +320,11 @@ class Store:
             )
             conn.execute(queries()["delete_stale_segments"])
             conn.execute(queries()["merge_segments_from_stage"])
+        measured = [(r.track_id, r.descriptors) for r in results if r.descriptors is not None]
+        if measured:
+            run_script(conn, raw_queries()["create_stage_descriptors"])
+            copy_rows(conn, "stage_descriptors", ("track_id", "version", *DESCRIPTOR_COLUMNS), _descriptor_rows(measured))
+            conn.execute(queries()["merge_descriptors_from_stage"])
         conn.execute(queries()["mark_tagged_from_stage"])
 
     @staticmethod
@@ -389,6 +404,36 @@ class Store:
         """The ``top`` tagged tracks scoring highest for ``tag`` (over current models, or one)."""
         rows = self._all("top_tracks", {"tag": tag, "model": model, "top": top})
         return [{"uri": r.uri, "model": r.model, "score": r.score} for r in rows]
+
+    def descriptors_for_track(self, uri: str) -> dict[str, Any] | None:
+        """The current descriptors of one track, or ``None`` when it has none."""
+        rows = self._all("descriptors_for_track", {"uri": uri})
+        return dict(rows[0]._mapping) if rows else None
+
+    def tracks_by_descriptors(
+        self,
+        *,
+        min_bpm: float | None = None,
+        max_bpm: float | None = None,
+        keys: Sequence[str] | None = None,
+        min_lufs: float | None = None,
+        max_lufs: float | None = None,
+        tag: str | None = None,
+        min_score: float = 0.0,
+        model: str | None = None,
+        top: int = 10,
+    ) -> list[dict[str, Any]]:
+        """Tagged tracks whose current descriptors pass every filter given (``None`` filters nothing).
+
+        ``keys`` are key names as stored (``"A minor"``); with ``tag``, only tracks scoring at least
+        ``min_score`` for it, best first; otherwise by uri.
+        """
+        params = {
+            "min_bpm": min_bpm, "max_bpm": max_bpm, "keys": list(keys) if keys is not None else None,
+            "min_lufs": min_lufs, "max_lufs": max_lufs, "tag": tag, "min_score": min_score, "model": model,
+            "top": top,
+        }  # fmt: skip
+        return [dict(r._mapping) for r in self._all("select_tracks_by_descriptors", params)]
 
     def failures_by_kind(self) -> dict[str, int]:
         """How many tracks currently stand failed, by error kind."""

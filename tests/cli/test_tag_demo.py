@@ -59,3 +59,5 @@ def test_demo_tags_the_bundled_catalogue(store: Store, database_url: str, tmp_pa
     assert len(rows["spectrogram_vs_waveform"]) == 4  # the demo tags with both default models
     assert [Path(r[0]).name for r in rows["top_tracks_for_a_tag"][:2]] == [Path(r["uri"]).name for r in techno]
     assert rows["failures_by_kind"] == [] and [tuple(r[1:]) for r in rows["coverage_per_partition"]] == [(4, 0, 0)]
+    assert len(rows["descriptors_of_every_track"]) == 4
+    assert all(r.loudness_lufs is not None and r.key is not None for r in rows["descriptors_of_every_track"])

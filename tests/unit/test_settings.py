@@ -36,7 +36,7 @@ def test_readme_settings_table_equals_the_settings_fields() -> None:
 def test_every_field_is_read_from_its_variable() -> None:
     env = {
         "CATALOGUE_TAGGER_SOURCE": "s3://bucket/masters", "CATALOGUE_TAGGER_DATABASE_URL": "postgresql://u:p@h/db",
-        "CATALOGUE_TAGGER_DATABASE_RETRY_S": "5",
+        "CATALOGUE_TAGGER_DATABASE_RETRY_S": "5", "CATALOGUE_TAGGER_DESCRIPTORS": "no",
         "AWS_ENDPOINT_URL": "http://minio:9000", "CATALOGUE_TAGGER_MODELS": " vgg-mtt, musicnn-msd ,",
         "CATALOGUE_TAGGER_BACKEND": "onnx", "CATALOGUE_TAGGER_DEVICE": "cuda:1", "CATALOGUE_TAGGER_PRECISION": "fp16",
         "CATALOGUE_TAGGER_BATCH_SIZE": "128", "CATALOGUE_TAGGER_WORKERS": "0", "CATALOGUE_TAGGER_MAX_DURATION": "600",
@@ -49,7 +49,7 @@ def test_every_field_is_read_from_its_variable() -> None:
     assert set(env) == {variable for _, variable, _, _ in Settings.variables()}
     settings = Settings.from_env(env)
     assert settings == Settings(
-        source="s3://bucket/masters", database_url="postgresql://u:p@h/db", database_retry_s=5.0, s3_endpoint_url="http://minio:9000",
+        source="s3://bucket/masters", database_url="postgresql://u:p@h/db", database_retry_s=5.0, descriptors=False, s3_endpoint_url="http://minio:9000",
         models=("vgg-mtt", "musicnn-msd"), backend="onnx", device="cuda:1", precision="fp16", batch_size=128,
         workers=0, max_duration_s=600.0, max_bytes=1_000_000, keep_segments=True, home=Path("/srv/ct"),
         engine_cache=Path("/cache"), partition_start="2024-01-01", shards=4, executor="k8s", gpus=2,
