@@ -21,6 +21,7 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
+from catalogue_tagger.descriptors.frames import FrameStream
 from catalogue_tagger.descriptors.keys import Key, all_keys
 
 SAMPLE_RATE = 16_000
@@ -82,18 +83,12 @@ class KeyTracker:
     def __init__(self) -> None:
         self._matrix = hpcp_matrix()
         self._window = np.hanning(N_FFT).astype(np.float32)
-        self._tail = np.zeros(0, np.float32)
+        self._frames_of = FrameStream(N_FFT, HOP)
         self._sum = np.zeros(N_BINS, np.float64)
         self._frames = 0
 
     def push(self, chunk: Array) -> None:
-        y = np.concatenate([self._tail, chunk]) if len(self._tail) else chunk
-        if len(y) < N_FFT:
-            self._tail = np.asarray(y, np.float32)
-            return
-        n_frames = 1 + (len(y) - N_FFT) // HOP
-        self._tail = np.asarray(y[n_frames * HOP :], np.float32)
-        frames = librosa.util.frame(y[: (n_frames - 1) * HOP + N_FFT], frame_length=N_FFT, hop_length=HOP).T
+        frames = self._frames_of.push(chunk)
         rms = np.sqrt(np.mean(frames**2, axis=1))
         frames = frames[rms > SILENT_FRAME_RMS]
         if frames.shape[0] == 0:

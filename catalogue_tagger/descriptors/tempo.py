@@ -25,6 +25,8 @@ import numpy as np
 import numpy.typing as npt
 import scipy.fft
 
+from catalogue_tagger.descriptors.frames import FrameStream
+
 SAMPLE_RATE = 16_000
 HOP = 160  # 10 ms: 100 envelope frames per second
 FPS = SAMPLE_RATE / HOP
@@ -58,7 +60,7 @@ class TempoTracker:
     def __init__(self) -> None:
         self._mel = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=30.0, fmax=8000.0)
         self._fft_window = np.hanning(N_FFT + 1)[:-1].astype(np.float32)  # periodic Hann: librosa.stft's window
-        self._tail = np.zeros(0, np.float32)  # samples not yet framed
+        self._frames_of = FrameStream(N_FFT, HOP)
         self._prev: Array | None = None  # last log-mel frame, for the flux across chunk boundaries
         self._envelope = np.zeros(0, np.float32)  # onset envelope not yet consumed by a full window
         self._acf = np.zeros(MAX_LAG + 1, np.float64)
@@ -72,15 +74,12 @@ class TempoTracker:
         self._unbias = np.where(overlap >= MIN_WINDOW_OVERLAP, 1.0 / np.maximum(overlap, MIN_WINDOW_OVERLAP), 0.0)
 
     def push(self, chunk: Array) -> None:
-        y = np.concatenate([self._tail, chunk]) if len(self._tail) else chunk
-        if len(y) < N_FFT:
-            self._tail = np.asarray(y, np.float32)
+        raw = self._frames_of.push(chunk)
+        n_frames = raw.shape[0]
+        if n_frames == 0:
             return
-        n_frames = 1 + (len(y) - N_FFT) // HOP
-        used = y[: (n_frames - 1) * HOP + N_FFT]
-        self._tail = np.asarray(y[n_frames * HOP :], np.float32)
         # librosa.stft(center=False), computed as one scipy.fft call over contiguous frames: 3× faster here.
-        frames = librosa.util.frame(used, frame_length=N_FFT, hop_length=HOP).T * self._fft_window
+        frames = raw * self._fft_window
         spectrum = scipy.fft.rfft(frames, axis=1)  # (n_frames, N_FFT // 2 + 1)
         power = spectrum.real**2 + spectrum.imag**2
         logmel = librosa.power_to_db(self._mel @ power.T, ref=1.0, amin=1e-10, top_db=None).astype(np.float32)

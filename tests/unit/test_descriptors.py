@@ -74,7 +74,7 @@ def test_accumulators_do_not_grow_with_the_track() -> None:
             push_all(tempo, y)
             push_all(key, y)
         sizes.append((tempo._acf.shape, key._sum.shape))
-        assert len(tempo._envelope) < WINDOW_FRAMES and len(tempo._tail) < 512 and len(key._tail) < 4096
+        assert len(tempo._envelope) < WINDOW_FRAMES and tempo._frames_of.pending < 512 and key._frames_of.pending < 4096
     assert sizes[0] == sizes[1]
 
 
@@ -152,3 +152,19 @@ def test_true_peak_finds_the_peak_between_samples() -> None:
     peak = meter.finish()
     assert abs(float(np.abs(wave).max()) - 0.5 / np.sqrt(2)) < 1e-3  # the sample peak: -3 dB below the wave's
     assert abs(20 * np.log10(peak) - 20 * np.log10(0.5)) <= 0.05
+
+
+def test_frames_of_a_stream_are_the_frames_of_the_whole_signal() -> None:
+    import librosa
+
+    from catalogue_tagger.descriptors.frames import FrameStream
+
+    signal = np.random.default_rng(0).standard_normal(20_000).astype(np.float32)
+    stream, frames, start = FrameStream(512, 160), [], 0
+    for size in (7, 300, 511, 512, 1000, 4096, 13):  # chunks smaller and larger than a frame
+        frames.append(stream.push(signal[start : start + size]))
+        start += size
+    frames.append(stream.push(signal[start:]))
+    whole = librosa.util.frame(signal, frame_length=512, hop_length=160).T
+    np.testing.assert_array_equal(np.concatenate(frames), whole)
+    assert stream.pending < 512
