@@ -167,27 +167,28 @@ def head_figures(store: Store, from_model: str) -> dict[str, Any]:
     }
 
 
-def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int, seed: int = 0) -> dict[str, Any]:
-    """In a scratch database: n stored embeddings (the corpus's real ones, then noisy copies), a new head."""
-    rng = np.random.default_rng(seed)
+def corpus_embeddings(corpus: Store) -> tuple[Any, list[str], np.ndarray]:
+    """The corpus's current musicnn-mtt version, its tagged tracks' uris (sorted) and their embeddings."""
     source = db.current_model(corpus, "musicnn-mtt")
     real = db.embeddings_for_uris(corpus, source.model_id, tagged_uris(corpus))
     base_uris = sorted(real)
-    base = np.stack([real[u] for u in base_uris])
+    return source, base_uris, np.stack([real[u] for u in base_uris])
+
+
+def load_noisy_copies(store: Store, source: Any, base_uris: list[str], base: np.ndarray, n: int,
+                      rng: np.random.Generator, claim_chunk: int) -> list[str]:
+    """Store n embeddings in ``store`` as tagged tracks: the corpus's real ones, then noisy copies of them
+    (Gaussian, 0.3 of each dimension's spread, clipped at 0). Returns the uris, real ones first."""
     noise = 0.3 * base.std(axis=0)
-    with scratch_database(server_url, "ct_bench_heads") as url, Store.connect(url) as store:
-        store.migrate()
-        when = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        uris = [*base_uris, *(f"bench://copy/{i:06d}/{package_of(base_uris[i % len(base_uris)])}/x.flac"
-                              for i in range(n - len(base_uris)))]
-        started = time.perf_counter()
-        store.record_objects(ObjectInfo(u, "e", 1, when) for u in uris)
-        model_id = store.register_model("musicnn-mtt", source.weights_sha256, (), "spectrogram", source.embedding_dim)
-        lease = store.open_run("bench", ["musicnn-mtt"])
-        run_id = lease.run_id
-        empty = np.zeros(0, dtype=np.float32)
-        index = {u: i for i, u in enumerate(uris)}
-        while claimed := store.claim_pending(run_id, 2000):
+    when = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    uris = [*base_uris, *(f"bench://copy/{i:06d}/{package_of(base_uris[i % len(base_uris)])}/x.flac"
+                          for i in range(n - len(base_uris)))]
+    store.record_objects(ObjectInfo(u, "e", 1, when) for u in uris)
+    model_id = store.register_model("musicnn-mtt", source.weights_sha256, (), "spectrogram", source.embedding_dim)
+    empty = np.zeros(0, dtype=np.float32)
+    index = {u: i for i, u in enumerate(uris)}
+    with store.open_run("bench", ["musicnn-mtt"]) as lease:
+        while claimed := store.claim_pending(lease.run_id, claim_chunk):
             results = []
             for task in claimed:
                 i = index[task.uri]
@@ -197,8 +198,18 @@ def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int,
                 results.append(TrackResult(task.track_id, task.uri, 1.0,
                                            (ModelOutput("musicnn-mtt", source.weights_sha256, 1, empty, empty, x),)))
             store.write_results(results, {"musicnn-mtt": model_id})
-        store.finish_run(run_id, {"tagged": n})
-        lease.close()
+        store.finish_run(lease.run_id, {"tagged": n})
+    return uris
+
+
+def scoring_figures(corpus: Store, server_url: str, n: int, recall_queries: int, seed: int = 0) -> dict[str, Any]:
+    """In a scratch database: n stored embeddings (the corpus's real ones, then noisy copies), a new head."""
+    rng = np.random.default_rng(seed)
+    source, base_uris, base = corpus_embeddings(corpus)
+    with scratch_database(server_url, "ct_bench_heads") as url, Store.connect(url) as store:
+        store.migrate()
+        started = time.perf_counter()
+        uris = load_noisy_copies(store, source, base_uris, base, n, rng, claim_chunk=2000)
         load_s = time.perf_counter() - started
         labels = LabelSet(tuple(r for r in package_labels(corpus).rows), "debian packages")
         report = train_head(store, labels, "bench-head", "musicnn-mtt")
@@ -226,36 +237,13 @@ def index_build_figures(corpus: Store, server_url: str, n: int, queries_n: int,
                         builds: tuple[tuple[int, int], ...] = ((16, 64), (32, 128)), seed: int = 0) -> dict[str, Any]:
     """Recall@10 on n stored embeddings for HNSW indexes built after loading with several (m, ef_construction)."""
     rng = np.random.default_rng(seed)
-    source = db.current_model(corpus, "musicnn-mtt")
-    real = db.embeddings_for_uris(corpus, source.model_id, tagged_uris(corpus))
-    base_uris = sorted(real)
-    base = np.stack([real[u] for u in base_uris])
-    noise = 0.3 * base.std(axis=0)
+    source, base_uris, base = corpus_embeddings(corpus)
     out: dict[str, Any] = {}
     with scratch_database(server_url, "ct_bench_index") as url, Store.connect(url) as store:
         store.migrate()
         with store.engine.begin() as conn:  # load without the index, build it afterwards (as a bulk load would)
             conn.exec_driver_sql("DROP INDEX track_embeddings_hnsw_200_idx")
-        when = datetime(2026, 1, 1, tzinfo=timezone.utc)
-        uris = [*base_uris, *(f"bench://copy/{i:06d}/{package_of(base_uris[i % len(base_uris)])}/x.flac"
-                              for i in range(n - len(base_uris)))]
-        store.record_objects(ObjectInfo(u, "e", 1, when) for u in uris)
-        model_id = store.register_model("musicnn-mtt", source.weights_sha256, (), "spectrogram", source.embedding_dim)
-        lease = store.open_run("bench", ["musicnn-mtt"])
-        empty = np.zeros(0, dtype=np.float32)
-        index = {u: i for i, u in enumerate(uris)}
-        while claimed := store.claim_pending(lease.run_id, 5000):
-            results = []
-            for task in claimed:
-                i = index[task.uri]
-                x = base[i % len(base_uris)]
-                if i >= len(base_uris):
-                    x = np.maximum(x + rng.normal(0, 1, x.shape).astype(np.float32) * noise, 0)
-                results.append(TrackResult(task.track_id, task.uri, 1.0,
-                                           (ModelOutput("musicnn-mtt", source.weights_sha256, 1, empty, empty, x),)))
-            store.write_results(results, {"musicnn-mtt": model_id})
-        store.finish_run(lease.run_id, {"tagged": n})
-        lease.close()
+        uris = load_noisy_copies(store, source, base_uris, base, n, rng, claim_chunk=5000)
         queries = random.Random(seed).sample(uris, queries_n)
         for m, ef_construction in builds:
             with store.engine.begin() as conn:

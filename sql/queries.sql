@@ -552,7 +552,7 @@ ORDER BY 1, 2;
 SELECT run_id, started_at, finished_at, status, models, stats FROM runs ORDER BY run_id;
 
 -- ---------------------------------------------------------------------------------------------------------
--- Descriptors (tempo, key, loudness; migration 0003)
+-- Descriptors (tempo, key, loudness; migration 0005)
 
 -- name: create_stage_descriptors --
 -- Per-session staging table for the descriptors of one batch of results.
