@@ -188,12 +188,14 @@ def _open_backends(specs: Mapping[str, ModelSpec], settings: Settings, stack: Ex
 
 def _close_quietly(writer: ResultWriter, run_id: int, error: BaseException | None) -> None:
     """Close the writer; while another error is ending the run, a failing close is logged, not raised over it."""
+    if error is None:
+        writer.close()
+        return
     try:
         writer.close()
-    except TaggerError:
-        if error is None:
-            raise
-        logger.warning("run %d: the result writer failed while the run was ending", run_id, exc_info=True)
+    except Exception as exc:  # the run already ends with ``error``, the one to report
+        if exc is not error:
+            logger.warning("run %d: the result writer failed while the run was ending: %s", run_id, exc)
 
 
 def _finish_run(store: Store, report: RunReport, error: BaseException | None) -> None:

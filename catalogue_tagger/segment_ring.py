@@ -110,6 +110,7 @@ class SegmentRing:
     ) -> None:
         if workers < 1 or slots_per_worker < 1 or slot_samples < 1:
             raise ValueError("a ring needs at least one worker, one slot each and one sample per slot")
+        self._free: list[Semaphore] = [ctx.Semaphore(slots_per_worker) for _ in range(workers)]
         name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
         self.layout = RingLayout(name, workers, slots_per_worker, slot_samples)
         try:
@@ -126,7 +127,6 @@ class SegmentRing:
         # still be referenced (by a traceback on the way out, say), and closing under it would fail.
         weakref.finalize(rows, self._shm.close).atexit = False
         self._rows: np.ndarray | None = rows
-        self._free: list[Semaphore] = [ctx.Semaphore(slots_per_worker) for _ in range(workers)]
 
     def writer(self, worker: int) -> RingWriter:
         """What worker ``worker`` gets (picklable into a spawned process): its slots and its semaphore."""

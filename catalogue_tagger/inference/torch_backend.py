@@ -106,6 +106,10 @@ class _PinnedBuffers:
         self._queued += 1
         buffer.lent, buffer.copy, buffer.queued = False, event, self._queued
 
+    def give_back(self, buffer: _Pinned) -> None:
+        """``buffer`` was lent but will not be read: free at once."""
+        buffer.lent, buffer.copy = False, None
+
     def clear(self) -> None:
         self._buffers.clear()
 
@@ -164,10 +168,15 @@ class TorchBackend(Backend):
         with torch.cuda.device(self.device):
             # a batch filled elsewhere (predict, bench) is staged through torch's own pinned memory
             host = buffer.tensor[: len(batch)] if buffer is not None else torch.from_numpy(batch).pin_memory()
-            with torch.cuda.stream(self._copy_stream):
-                wave = host.to(self.device, non_blocking=True)
-                copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
-                copied.record(self._copy_stream)
+            try:
+                with torch.cuda.stream(self._copy_stream):
+                    wave = host.to(self.device, non_blocking=True)
+                    copied = torch.cuda.Event()  # type: ignore[no-untyped-call]
+                    copied.record(self._copy_stream)
+            except BaseException:
+                if buffer is not None:
+                    self._pinned.give_back(buffer)  # no copy reads it: lend it again
+                raise
             if buffer is not None:
                 self._pinned.copying(buffer, copied)
             self._compute_stream.wait_event(copied)
@@ -183,9 +192,12 @@ class TorchBackend(Backend):
         return _OnDevice(done, outputs)
 
     def close(self) -> None:
-        if self.device.type == "cuda":
+        if self.device.type != "cuda":
+            del self.model
+            return
+        try:
             torch.cuda.synchronize(self.device)  # nothing queued still reads the buffers freed below
+        finally:
             self._pinned.clear()
-        del self.model
-        if self.device.type == "cuda":
+            del self.model
             torch.cuda.empty_cache()
