@@ -210,10 +210,10 @@ def _finish_run(store: Store, report: RunReport, error: BaseException | None) ->
         stats["error"] = {"kind": kind, "detail": detail}
     try:
         store.finish_run(report.run_id, stats, "failed" if error is not None else "completed")
-    except TaggerError:
+    except TaggerError as exc:
         if error is None:
             raise
-        logger.warning("run %d failed and could not be recorded as failed", report.run_id, exc_info=True)
+        logger.warning("run %d failed and could not be recorded as failed: %s", report.run_id, exc)
 
 
 def _claims(store: Store, lease: RunLease, partition_key: str | None) -> Iterator[TrackTask]:
