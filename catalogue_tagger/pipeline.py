@@ -20,7 +20,7 @@ from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import DecodeCrash, failure_of
 from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.heads import score_after_run
-from catalogue_tagger.inference.base import open_backend
+from catalogue_tagger.inference.base import open_backend, resolve_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
@@ -104,10 +104,13 @@ def tag(
     before = store.partition_status(partition_key) if partition_key else None
     specs = {name: get_spec(name) for name in settings.models}
     model_ids = {
-        name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None)
+        name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
+                                   settings.precision)
         for name, s in specs.items()
     }
-    with store.open_run(source.uri, list(settings.models), partition_key) as lease:
+    backends = {name: resolve_backend(settings, name)[0] for name in specs}
+    with store.open_run(source.uri, list(settings.models), partition_key, precision=settings.precision,
+                        backends=backends) as lease:
         return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress,
                         started=started, skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged)
 

@@ -37,7 +37,8 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     is exact and the bias commutes with it (rounding is monotone), so only the GEMM's summation order differs
     from ``conv2d``. Exports (ONNX, TensorRT) and CUDA keep ``conv2d`` + ``ReduceMax``.
     """
-    if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+    tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+    if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or tracing:
         return F.conv2d(x, weight, bias).amax(dim=3)
     n, _, t_in, n_mel = x.shape
     channels, _, kt, km = weight.shape
@@ -48,7 +49,8 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         patches = x[i, 0].unfold(0, kt, 1).unfold(1, km, 1)  # view [t_out, m_out, kt, km]
         for t0 in range(0, t_out, CPU_TILE_FRAMES):
             tile = patches[t0 : t0 + CPU_TILE_FRAMES].reshape(-1, kt * km)  # im2col copy of one tile
-            torch.amax(torch.mm(tile, kernel).view(-1, m_out, channels), dim=1, out=out[i, t0 : t0 + CPU_TILE_FRAMES])
+            product = torch.mm(tile, kernel)  # bfloat16 under a bf16 autocast: the max is taken in it, then widened
+            out[i, t0 : t0 + CPU_TILE_FRAMES] = product.view(-1, m_out, channels).amax(dim=1)
     maxed = out.transpose(1, 2)
     return maxed + bias.reshape(1, -1, 1) if bias is not None else maxed
 

@@ -106,7 +106,12 @@ def test_tensorrt_backend_never_builds_an_engine(on: Callable[..., Settings], en
 def test_auto_picks_the_fastest_backend_present_for_the_device() -> None:
     from catalogue_tagger.inference import resolve_backend
 
-    assert resolve_backend(Settings(backend="auto"))[0] == "onnx"  # ONNX Runtime is a dependency
-    on_gpu, why = resolve_backend(Settings(backend="auto", device="cuda"))
+    assert Settings().backend == "auto"  # the default everywhere
+    # CPU: musicnn's tiled front end runs in torch, the plain convolution networks in ONNX Runtime (a dependency)
+    assert resolve_backend(Settings(), "musicnn-mtt")[0] == "torch"
+    assert resolve_backend(Settings(), "samplecnn-mtt")[0] == "onnx"
+    assert resolve_backend(Settings(), "vgg-mtt")[0] == "onnx"
+    assert resolve_backend(Settings(precision="bf16"), "samplecnn-mtt")[0] == "torch"
+    on_gpu, why = resolve_backend(Settings(device="cuda"), "samplecnn-mtt")
     assert on_gpu == "torch" and "TensorRT not installed" in why  # no TensorRT on this machine
-    assert resolve_backend(Settings(backend="torch")) == ("torch", "chosen")
+    assert resolve_backend(Settings(backend="torch"), "samplecnn-mtt") == ("torch", "chosen")
