@@ -13,6 +13,7 @@ import pytest
 
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.config import Settings
+from catalogue_tagger.inference.torch_backend import cpu_supports_bf16
 from catalogue_tagger.pipeline import tag
 from catalogue_tagger.predict import predict_files
 from catalogue_tagger.records import TrackResult
@@ -131,3 +132,43 @@ def test_s3_catalogue_is_tagged(store: Store, s3_server: str, s3_client: Any, s3
     assert tag(source, store, options).tagged == 0  # nothing new
     s3_client.upload_file(str(audio_fixtures / "excerpt.mp3"), s3_bucket, "incoming/excerpt.opus")  # changed
     assert tag(source, store, options).tagged == 1
+
+
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+def test_precision_is_part_of_the_model_version(store: Store, tmp_path: Path, audio_fixtures: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("excerpt.mp3", "excerpt.ogg"):
+        shutil.copy2(audio_fixtures / name, folder / name)
+
+    def current() -> tuple[str, dict[str, float]]:
+        """The current version's precision and what tag_scores shows for one track, checked to be that version's."""
+        with store.engine.connect() as conn:
+            precision = conn.exec_driver_sql(
+                "SELECT precision FROM current_models WHERE name = 'musicnn-mtt'").scalar_one()
+            shown = dict(conn.exec_driver_sql(
+                "SELECT tag, score FROM tag_scores WHERE model = 'musicnn-mtt' AND uri LIKE %s", ("%excerpt.mp3",)).all())
+            version = dict(conn.exec_driver_sql(
+                "SELECT tt.tag, tt.score FROM track_tags tt JOIN models m USING (model_id) JOIN tracks t USING (track_id) "
+                "WHERE m.name = 'musicnn-mtt' AND m.precision = %s AND t.uri LIKE %s", (precision, "%excerpt.mp3")).all())
+        assert shown == version
+        return precision, shown
+
+    tag(FolderStore(folder), store, INLINE)
+    fp32_precision, fp32_scores = current()
+    tag(FolderStore(folder), store, replace(INLINE, precision="bf16"), force=True)
+    bf16_precision, bf16_scores = current()
+    assert (fp32_precision, bf16_precision) == ("fp32", "bf16")
+    assert len(fp32_scores) == len(bf16_scores) == 50  # tag_scores shows one version, never a mix
+    assert fp32_scores != bf16_scores
+    assert max(abs(fp32_scores[t] - bf16_scores[t]) for t in fp32_scores) < 0.05
+    with store.engine.connect() as conn:
+        versions = conn.exec_driver_sql(
+            "SELECT precision, count(*) FROM models m JOIN track_tags tt USING (model_id) "
+            "WHERE m.name = 'musicnn-mtt' GROUP BY precision ORDER BY precision").all()
+        runs = conn.exec_driver_sql("SELECT precision, backends FROM runs ORDER BY run_id").all()
+    assert [tuple(v) for v in versions] == [("bf16", 100), ("fp32", 100)]  # both kept, each a model version
+    assert [tuple(r) for r in runs] == [("fp32", {"musicnn-mtt": "torch"}), ("bf16", {"musicnn-mtt": "torch"})]
+
+    tag(FolderStore(folder), store, INLINE, force=True)  # back to fp32: that version is current again
+    assert current() == (fp32_precision, fp32_scores)
