@@ -70,8 +70,9 @@ def resolve_backend(settings: Settings, model: str) -> tuple[str, str]:
 
 
 def open_backend(model: str, settings: Settings) -> Backend:
-    """Open ``model`` on the settings' backend (``auto``: see :func:`resolve_backend`) and device (TensorRT: the
-    engine of its precision and batch size). Raises :class:`BackendUnavailable` when it cannot run here."""
+    """Open ``model`` on the settings' backend (``auto``: see :func:`resolve_backend`) and device (ONNX Runtime:
+    the graph of the settings' precision; TensorRT: the engine of its precision, batch size and device). Raises
+    :class:`BackendUnavailable` when it cannot run here."""
     backend, _ = resolve_backend(settings, model)
     if backend == "torch":
         from catalogue_tagger.inference.torch_backend import TorchBackend
@@ -80,9 +81,11 @@ def open_backend(model: str, settings: Settings) -> Backend:
     if backend == "onnx":
         from catalogue_tagger.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend(model, settings.device, settings.engine_dir)
+        return OnnxBackend(model, settings.device, settings.engine_dir, settings.precision, settings.threads)
     if backend == "tensorrt":
         from catalogue_tagger.inference.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend.from_cache(model, settings.engine_dir, settings.precision, settings.batch_size)
+        return TensorRTBackend.from_cache(
+            model, settings.engine_dir, settings.precision, settings.batch_size, settings.device
+        )
     raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
