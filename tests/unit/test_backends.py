@@ -90,7 +90,7 @@ def test_unknown_backend_is_a_settings_error() -> None:
 
 def test_engine_names_change_with_everything_that_invalidates_an_engine() -> None:
     base = ("musicnn-mtt", "a" * 64, "fp16", 64, "10.8.0", "90", 2)
-    names = {engine_cache.engine_name(*base)}  # type: ignore[arg-type]
+    names = {engine_cache.engine_name(*base)}
     for i, other in enumerate(("vgg-mtt", "b" * 64, "fp32", 128, "11.0.0", "100", 3)):
         changed = list(base)
         changed[i] = other
@@ -100,7 +100,7 @@ def test_engine_names_change_with_everything_that_invalidates_an_engine() -> Non
 
 def test_onnx_graph_names_change_with_precision_weights_opset_and_revision() -> None:
     base = ("musicnn-mtt", "a" * 64, "fp32", 17, 2)
-    names = {engine_cache.onnx_name(*base)}  # type: ignore[arg-type]
+    names = {engine_cache.onnx_name(*base)}
     for i, other in enumerate(("vgg-mtt", "b" * 64, "fp16", 22, 3)):
         changed = list(base)
         changed[i] = other
