@@ -125,7 +125,10 @@ def corpus(run: Run) -> dict[str, Any]:
         up = soxr.resample(mono, 16000, 44100, quality="HQ").astype(np.float32)
         sources.append(encode(folder / f".source_{i}.mp3", np.stack([up, up * 0.5]), "libmp3lame"))
     for k in range(copies):
-        os.link(sources[k % distinct], folder / f"track_{k:04d}.mp3")
+        try:
+            os.link(sources[k % distinct], folder / f"track_{k:04d}.mp3")
+        except OSError:  # a file system without hard links
+            shutil.copyfile(sources[k % distinct], folder / f"track_{k:04d}.mp3")
     for source in sources:
         source.unlink()
     return {"folder": str(folder), "files": copies, "distinct": distinct, "audio_s": copies * seconds,
