@@ -70,24 +70,23 @@ class OnnxBackend(Backend):
         if self._binding is None:
             outputs = self.session.run(list(self.spec.output_names), {INPUT: batch})
             return {name: np.asarray(out) for name, out in zip(self.spec.output_names, outputs)}
-        return self._run_bound(batch)
+        return self._run_bound(self._binding, batch)
 
-    def _run_bound(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+    def _run_bound(self, binding: Any, batch: np.ndarray) -> dict[str, np.ndarray]:
         """One batch on CUDA: upload into the device input, run, outputs copied to host once."""
-        assert self._binding is not None
         if self._input is None or tuple(self._input.shape()) != batch.shape:
             self._input = ort.OrtValue.ortvalue_from_numpy(batch, "cuda", self._device_id)
         else:
             self._input.update_inplace(batch)
-        self._binding.bind_ortvalue_input(INPUT, self._input)
+        binding.bind_ortvalue_input(INPUT, self._input)
         for name in self.spec.output_names:
-            self._binding.bind_output(name, "cpu")
+            binding.bind_output(name, "cpu")
         try:
-            self.session.run_with_iobinding(self._binding)
+            self.session.run_with_iobinding(binding)
         except ORT_ERRORS as exc:
             raise InferenceError(f"{self.spec.name}: ONNX Runtime failed on a batch of {len(batch)}: {exc}") from exc
-        outputs = self._binding.copy_outputs_to_cpu()
-        self._binding.clear_binding_outputs()
+        outputs = binding.copy_outputs_to_cpu()
+        binding.clear_binding_outputs()
         return {name: np.asarray(out, dtype=np.float32) for name, out in zip(self.spec.output_names, outputs)}
 
     def close(self) -> None:
