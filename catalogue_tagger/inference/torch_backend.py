@@ -16,11 +16,10 @@ import numpy as np
 import torch
 
 from catalogue_tagger.errors import BackendUnavailable
-from catalogue_tagger.inference.base import Backend
+from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend
 from catalogue_tagger.models.layers import fold_batchnorm
 from catalogue_tagger.models.registry import get_spec, load_model
 
-CPU_MICRO_BATCH = 8  # segments per micro-batch on CPU
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
