@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import platform
 import shlex
 import statistics
@@ -59,6 +60,9 @@ def timed(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple
     return wall, done.stdout
 
 
+VARIABLE = re.compile(r"^[A-Z][A-Z0-9_]*=")
+
+
 def ours_command() -> list[str]:
     """The console script beside this interpreter, else the package run as a module (the same entry point)."""
     script = Path(sys.executable).with_name("catalogue-tagger")
@@ -77,8 +81,10 @@ def run_tf(tf_python: str, folder: Path, batch: int, work: Path, round_no: int) 
 def run_ours(args: list[str], folder: Path, server_url: str, home: Path, log: Path,
              paths: list[str]) -> tuple[float, dict[str, Any], dict[str, dict[str, float]]]:
     """One ``tag`` run into a scratch database: ``(wall s, its --json summary, {path: {tag: mean score}})``."""
+    variables = dict(a.split("=", 1) for a in args if VARIABLE.match(a))  # leading NAME=value: environment
+    args = [a for a in args if not VARIABLE.match(a)]
     with scratch_database(server_url, "ct_speed_vs_tf") as url:
-        env = {**os.environ, "CATALOGUE_TAGGER_DATABASE_URL": url, "CATALOGUE_TAGGER_HOME": str(home)}
+        env = {**os.environ, **variables, "CATALOGUE_TAGGER_DATABASE_URL": url, "CATALOGUE_TAGGER_HOME": str(home)}
         cmd = [*ours_command(), "tag", str(folder), "--models", MODEL, "--json", *args]
         wall, stdout = timed(cmd, log, env)
         summary: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
@@ -171,7 +177,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64, help="TF patches per session run (default 64)")
     parser.add_argument("--ours", action="append", default=None, metavar="ARGS",
-                        help="one configuration of ours: `tag` arguments in one string; repeatable")
+                        help="one configuration of ours: `tag` arguments in one string, NAME=value words set "
+                        "environment variables (CATALOGUE_TAGGER_INFERENCE_THREADS=2); repeatable")
     parser.add_argument("--database-url", default=DEFAULT_SERVER, help="server the scratch databases are made on")
     parser.add_argument("--home", type=Path, help="CATALOGUE_TAGGER_HOME of our runs (default: a temporary folder)")
     parser.add_argument("--json", type=Path, help="write the results here")

@@ -24,6 +24,10 @@ DEFAULT_MAX_FAILURE_RATE = 0.05
 BACKENDS = ("torch", "onnx", "tensorrt", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16")
 EXECUTORS = ("multiprocess", "in_process", "k8s")
+# A decode worker keeps about a third of a core busy while inference is the bottleneck: decoding runs 2-4x
+# faster than the networks (README, Benchmarks), so the worker waits on a full queue the rest of the time.
+# On 2 cores with one worker, 2 inference threads ran the whole job 1.3-1.45x faster than 1 (benchmarks/speed_vs_tf.py).
+DECODE_WORKER_CORES = 1 / 3
 
 
 def default_home() -> Path:
@@ -82,8 +86,10 @@ class Settings:
     models: tuple[str, ...] = _setting(
         "CATALOGUE_TAGGER_MODELS", "Comma-separated model names that `tag` runs.", split_names, default=DEFAULT_MODELS
     )
-    backend: str = _setting("CATALOGUE_TAGGER_BACKEND", "Inference backend: auto (per model, the fastest present for the "
-        "device and precision; `bench` shows the choice), torch, onnx or tensorrt.", default="auto")
+    backend: str = _setting(
+        "CATALOGUE_TAGGER_BACKEND", "Inference backend: auto (per model, the fastest present for the device and "
+        "precision; `bench` shows the choice), torch, onnx or tensorrt.", default="auto",
+    )
     device: str = _setting("CATALOGUE_TAGGER_DEVICE", "cpu or cuda[:N].", default="cpu")
     precision: str = _setting(
         "CATALOGUE_TAGGER_PRECISION", "Numeric precision of inference: fp32; bf16 (CPU with AVX512-BF16 or AMX, "
@@ -91,7 +97,7 @@ class Settings:
     )
     inference_threads: int | None = _setting(
         "CATALOGUE_TAGGER_INFERENCE_THREADS", "CPU threads running inference. Default: the cores the decode workers "
-        "leave free, at least 1.", int, default=None,
+        "leave free, a worker counted as a third of a core (2 cores, 1 worker: 2).", int, default=None,
     )
     batch_size: int = _setting(
         "CATALOGUE_TAGGER_BATCH_SIZE", "Segments per inference batch (and the max batch of compiled engines).", int,
@@ -194,10 +200,11 @@ class Settings:
 
     @property
     def threads(self) -> int:
-        """CPU inference threads: ``inference_threads``, else the cores the decode workers leave free (at least 1)."""
+        """CPU inference threads: ``inference_threads``, else the cores the decode workers leave free, counting
+        each worker as :data:`DECODE_WORKER_CORES` of a core (at least 1)."""
         if self.inference_threads is not None:
             return self.inference_threads
-        return max(1, (os.cpu_count() or 1) - self.workers)
+        return max(1, round((os.cpu_count() or 1) - self.workers * DECODE_WORKER_CORES))
 
     @property
     def engine_dir(self) -> Path:
