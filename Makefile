@@ -4,7 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test slow lint typecheck clean
+.PHONY: setup demo test slow gpu-check lint typecheck clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,13 @@ test: $(STAMP)
 # long fault-injection trials and scale benchmarks (figures in the README's "Reliability"); not part of CI
 slow: $(STAMP)
 	$(BIN)/python -m pytest tests -m slow -s
+
+# One command on a fresh GPU machine (at most 8 minutes): tests/gpu, decode ceiling, inference per model x backend x
+# precision, end-to-end tag; one JSON + log under $OUT, else ./gpu-check/. Runs with the venv when there is one,
+# else the machine's python3 (its packages: benchmarks/gpu_wheels.sh). Arguments: GPU_CHECK_ARGS="--device cuda:1".
+CHECK_PYTHON ?= $(if $(wildcard $(BIN)/python),$(BIN)/python,python3)
+gpu-check:
+	PYTHONPATH="$(CURDIR)$${PYTHONPATH:+:$$PYTHONPATH}" $(CHECK_PYTHON) benchmarks/gpu_check.py $(GPU_CHECK_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache

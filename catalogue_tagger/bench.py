@@ -88,8 +88,8 @@ def run_bench(source: str, database_url: str, settings: Settings) -> dict[str, A
     endpoint = settings.s3_endpoint_url
     with open_source(source, s3_endpoint_url=endpoint) as src:
         uris = [o.uri for o in src.list()]
-    backend, why = resolve_backend(settings)
-    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": backend, "backend_reason": why,
+    backends = {model: dict(zip(("backend", "reason"), resolve_backend(settings, model))) for model in settings.models}
+    result: dict[str, Any] = {"source": source, "files": len(uris), "backend": settings.backend, "backends": backends,
                               "device": settings.device, "precision": settings.precision,
                               "batch_size": settings.batch_size, "workers": settings.workers,
                               "models": list(settings.models)}

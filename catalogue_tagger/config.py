@@ -24,6 +24,10 @@ DEFAULT_MAX_FAILURE_RATE = 0.05
 BACKENDS = ("torch", "onnx", "tensorrt", "auto")
 PRECISIONS = ("fp32", "fp16", "bf16")
 EXECUTORS = ("multiprocess", "in_process", "k8s")
+# A decode worker keeps about a third of a core busy while inference is the bottleneck: decoding runs 2-4x
+# faster than the networks (README, Benchmarks), so the worker waits on a full queue the rest of the time.
+# On 2 cores with one worker, 2 inference threads ran the whole job 1.3-1.45x faster than 1 (benchmarks/speed_vs_tf.py).
+DECODE_WORKER_CORES = 1 / 3
 
 
 def default_home() -> Path:
@@ -82,11 +86,18 @@ class Settings:
     models: tuple[str, ...] = _setting(
         "CATALOGUE_TAGGER_MODELS", "Comma-separated model names that `tag` runs.", split_names, default=DEFAULT_MODELS
     )
-    backend: str = _setting("CATALOGUE_TAGGER_BACKEND", "Inference backend: torch, onnx, tensorrt, or auto (the fastest present for the "
-        "device).", default="torch")
+    backend: str = _setting(
+        "CATALOGUE_TAGGER_BACKEND", "Inference backend: auto (per model, the fastest present for the device and "
+        "precision; `bench` shows the choice), torch, onnx or tensorrt.", default="auto",
+    )
     device: str = _setting("CATALOGUE_TAGGER_DEVICE", "cpu or cuda[:N].", default="cpu")
     precision: str = _setting(
-        "CATALOGUE_TAGGER_PRECISION", "Numeric precision of TensorRT engines: fp32, fp16 or bf16.", default="fp32"
+        "CATALOGUE_TAGGER_PRECISION", "Numeric precision of inference: fp32; bf16 (CPU with AVX512-BF16 or AMX, "
+        "CUDA); fp16 (CUDA). Recorded with every score (a model version per precision).", default="fp32"
+    )
+    inference_threads: int | None = _setting(
+        "CATALOGUE_TAGGER_INFERENCE_THREADS", "CPU threads running inference. Default: the cores the decode workers "
+        "leave free, a worker counted as a third of a core (2 cores, 1 worker: 2).", int, default=None,
     )
     batch_size: int = _setting(
         "CATALOGUE_TAGGER_BATCH_SIZE", "Segments per inference batch (and the max batch of compiled engines).", int,
@@ -155,6 +166,8 @@ class Settings:
             (self.device == "cpu" or self.device.startswith("cuda"), f"device {self.device!r}: cpu or cuda[:N]"),
             (self.batch_size >= 1, f"batch size {self.batch_size}: at least 1"),
             (self.workers >= 0, f"workers {self.workers}: 0 or more"),
+            (self.inference_threads is None or self.inference_threads >= 1,
+             f"inference threads {self.inference_threads}: at least 1"),
             (self.shards >= 1, f"shards {self.shards}: at least 1"),
             (self.gpus >= 0, f"gpus {self.gpus}: 0 or more"),
             (self.database_retry_s >= 0, f"database retry {self.database_retry_s} s: 0 or more"),
@@ -184,6 +197,14 @@ class Settings:
     def child_environment(**overrides: str) -> dict[str, str]:
         """This process's environment plus ``overrides``: what a child process (Dagster's CLI) is given."""
         return {**os.environ, **overrides}
+
+    @property
+    def threads(self) -> int:
+        """CPU inference threads: ``inference_threads``, else the cores the decode workers leave free, counting
+        each worker as :data:`DECODE_WORKER_CORES` of a core (at least 1)."""
+        if self.inference_threads is not None:
+            return self.inference_threads
+        return max(1, round((os.cpu_count() or 1) - self.workers * DECODE_WORKER_CORES))
 
     @property
     def engine_dir(self) -> Path:

@@ -104,10 +104,13 @@ def tag(
     before = store.partition_status(partition_key) if partition_key else None
     specs = {name: get_spec(name) for name in settings.models}
     model_ids = {
-        name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None)
+        name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
+                                   settings.precision)
         for name, s in specs.items()
     }
-    with store.open_run(source.uri, list(settings.models), partition_key) as lease:
+    backends = {name: resolve_backend(settings, name)[0] for name in specs}
+    with store.open_run(source.uri, list(settings.models), partition_key, precision=settings.precision,
+                        backends=backends) as lease:
         return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress,
                         started=started, skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged)
 
@@ -178,7 +181,7 @@ def _open_backends(specs: Mapping[str, ModelSpec], settings: Settings, stack: Ex
         except TaggerError:
             raise
         except Exception as exc:  # the backend library's own error (a corrupt ONNX graph, a CUDA driver fault)
-            which, _ = resolve_backend(settings)
+            which, _ = resolve_backend(settings, name)
             raise BackendUnavailable(
                 f"{name}: the {which} backend could not open on {settings.device}: {type(exc).__name__}: {exc}"
             ) from exc

@@ -63,6 +63,9 @@ class TaggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     max_duration_s: float | None = None
     max_bytes: int | None = None
     keep_segments: bool = False
+    descriptors: bool = True
+    inference_threads: int | None = None
+    engine_cache: str | None = None  # where `catalogue-tagger compile` put the TensorRT engines
 
     def settings(self, s3_endpoint_url: str | None) -> Settings:
         """The settings of a tagging run (``s3_endpoint_url``: where decode workers fetch S3 objects)."""
@@ -70,6 +73,8 @@ class TaggerResource(dg.ConfigurableResource):  # type: ignore[type-arg]
             models=tuple(self.models), backend=self.backend, device=self.device, precision=self.precision,
             batch_size=self.batch_size, workers=self.workers, max_duration_s=self.max_duration_s,
             max_bytes=self.max_bytes, keep_segments=self.keep_segments, s3_endpoint_url=s3_endpoint_url,
+            descriptors=self.descriptors, inference_threads=self.inference_threads,
+            engine_cache=Path(self.engine_cache) if self.engine_cache else None,
         )
 
 
@@ -90,7 +95,8 @@ def build_resources(settings: Settings, *, secrets_from_env: bool = False) -> di
             models=list(settings.models), backend=settings.backend, device=settings.device,
             precision=settings.precision, batch_size=settings.batch_size, workers=settings.workers,
             max_duration_s=settings.max_duration_s, max_bytes=settings.max_bytes,
-            keep_segments=settings.keep_segments,
+            keep_segments=settings.keep_segments, descriptors=settings.descriptors,
+            inference_threads=settings.inference_threads, engine_cache=str(settings.engine_dir),
         ),
     }
 

@@ -36,17 +36,12 @@ TRUNCATE tracks, models, runs, track_tags, track_embeddings, segment_scores, tra
 RESTART IDENTITY CASCADE;
 
 -- name: upsert_model --
--- Register a model version; an existing (name, weights_sha256) is returned unchanged.
-WITH inserted AS (
-    INSERT INTO models (name, weights_sha256, labels, kind, embedding_dim)
-    VALUES (:name, :weights_sha256, :labels, :kind, :embedding_dim)
-    ON CONFLICT (name, weights_sha256) DO NOTHING
-    RETURNING model_id
-)
-SELECT model_id FROM inserted
-UNION ALL
-SELECT model_id FROM models WHERE name = :name AND weights_sha256 = :weights_sha256
-LIMIT 1;
+-- Register a model version (name, weights, precision), or find it; either way it becomes the current version of
+-- its name (used_at).
+INSERT INTO models (name, weights_sha256, labels, kind, embedding_dim, precision)
+VALUES (:name, :weights_sha256, :labels, :kind, :embedding_dim, :precision)
+ON CONFLICT (name, weights_sha256, precision) DO UPDATE SET used_at = now()
+RETURNING model_id;
 
 -- name: create_stage_objects --
 -- Per-session staging table for discovered objects.
@@ -248,7 +243,8 @@ WHERE f.track_id IN (SELECT track_id FROM updated);
 
 -- name: start_run --
 -- Open a run.
-INSERT INTO runs (source, models, partition_key) VALUES (:source, :models, :partition_key)
+INSERT INTO runs (source, models, partition_key, precision, backends)
+VALUES (:source, :models, :partition_key, :precision, CAST(:backends AS jsonb))
 RETURNING run_id;
 
 -- name: take_run_lease --

@@ -33,9 +33,10 @@ def bench(settings: Settings, /, source: str, as_json: bool, **overrides: object
         echo_json(result)
         return
     d = result["decode_only"]
-    click.echo(f"{result['files']} files, {d['audio_s'] / 60:.1f} min of audio; {result['backend']} on "
+    click.echo(f"{result['files']} files, {d['audio_s'] / 60:.1f} min of audio; backend {result['backend']} on "
                f"{settings.device}, {settings.precision}, batch {settings.batch_size}, {result['workers']} decode workers")
-    click.echo(f"backend       {result['backend']} ({result['backend_reason']})")
+    for name, b in result["backends"].items():
+        click.echo(f"backend       {b['backend']:8} {name}: {b['reason']}")
     click.echo(f"decode only   {d['xrealtime']:8.1f}x realtime")
     for name, r in result["inference_only"].items():
         click.echo(f"inference     {r['xrealtime']:8.1f}x realtime  {r['segments_per_s']:.1f} segments/s  ({name})")

@@ -1,4 +1,5 @@
-"""``catalogue-tagger compile --model NAME``: export ONNX and build the TensorRT engine into the cache."""
+"""``catalogue-tagger compile --model NAME``: build every artifact of a model into the engine cache: the ONNX
+graph, its fp16/bf16 graph, and the TensorRT engine."""
 
 from __future__ import annotations
 
@@ -12,15 +13,18 @@ from catalogue_tagger.config import PRECISIONS, Settings
 @click.command("compile")
 @click.option("--model", "model", required=True, help="Model name.")
 @click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-              help="Engine precision (default: $CATALOGUE_TAGGER_PRECISION, else fp32).")
+              help="Precision of the graph and engine (default: $CATALOGUE_TAGGER_PRECISION, else fp32).")
 @click.option("--max-batch", "batch_size", type=click.IntRange(min=1), default=None,
               help="Largest batch of the engine: the batch size `tag` will run "
               "(default: $CATALOGUE_TAGGER_BATCH_SIZE, else 64).")
-@click.option("--onnx-only", is_flag=True, help="Export the ONNX graph only (no TensorRT needed).")
+@click.option("--device", default=None,
+              help="CUDA device the engine is built for, cuda[:N] (default: $CATALOGUE_TAGGER_DEVICE when it is a "
+              "CUDA device, else cuda).")
+@click.option("--onnx-only", is_flag=True, help="Build the ONNX graphs only (no TensorRT needed).")
 @click.pass_obj
 def compile_command(settings: Settings, /, model: str, onnx_only: bool, **overrides: object) -> None:
     """Build the artifacts of MODEL for the ONNX Runtime and TensorRT backends, cached by everything that
-    invalidates them; `tag` with the same precision and batch size opens the engine built here."""
+    invalidates them; `tag` with the same precision, batch size and device opens the engine built here."""
     from catalogue_tagger.inference.compile import compile_model, onnx_path_for
     from catalogue_tagger.models.registry import get_spec
 
@@ -28,6 +32,9 @@ def compile_command(settings: Settings, /, model: str, onnx_only: bool, **overri
     with user_errors():
         get_spec(model)
         click.echo(f"onnx: {onnx_path_for(model, settings.engine_dir)}")
+        if settings.precision != "fp32":
+            click.echo(f"onnx {settings.precision}: {onnx_path_for(model, settings.engine_dir, settings.precision)}")
         if not onnx_only:
-            engine = compile_model(model, settings.engine_dir, settings.precision, settings.batch_size)
+            device = settings.device if settings.device.startswith("cuda") else "cuda"
+            engine = compile_model(model, settings.engine_dir, settings.precision, settings.batch_size, device)
             click.echo(f"tensorrt engine: {engine}")

@@ -48,10 +48,12 @@ def run_options(func: F) -> F:
     """Where and how models run: backend, device, precision, batch size, max duration."""
     for option in reversed((
         click.option("--backend", type=click.Choice(BACKENDS), default=None,
-                     help="Inference backend (default: $CATALOGUE_TAGGER_BACKEND, else torch)."),
+                     help="Inference backend (default: $CATALOGUE_TAGGER_BACKEND, else auto: per model the fastest "
+                     "present for the device and precision)."),
         click.option("--device", default=None, help="cpu or cuda[:N] (default: $CATALOGUE_TAGGER_DEVICE, else cpu)."),
         click.option("--precision", type=click.Choice(PRECISIONS), default=None,
-                     help="Engine precision (default: $CATALOGUE_TAGGER_PRECISION, else fp32)."),
+                     help="Numeric precision, recorded with the scores (default: $CATALOGUE_TAGGER_PRECISION, else "
+                     "fp32)."),
         click.option("--batch-size", type=click.IntRange(min=1), default=None,
                      help="Segments per inference batch, across tracks (default: $CATALOGUE_TAGGER_BATCH_SIZE, "
                      "else 64)."),

@@ -21,7 +21,13 @@ import numpy as np
 from catalogue_tagger.config import BACKENDS, Settings
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.models.registry import get_spec
 
+
+
+# Segments per micro-batch on CPU: a micro-batch's activations stay small enough for the caches, and peak
+# memory no longer grows with the batch (ONNX Runtime's SampleCNN at batch 64: 3.1 GB whole, 0.6 GB in 8s).
+CPU_MICRO_BATCH = 8
 
 
 class Pending(Protocol):
@@ -73,36 +79,50 @@ class Backend(ABC):
         return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-def resolve_backend(settings: Settings) -> tuple[str, str]:
-    """The backend ``settings.backend`` names, and why: ``auto`` picks the fastest one present for the device —
-    TensorRT on CUDA when it is importable (its engines come from ``catalogue-tagger compile``), else torch
-    CUDA; on CPU ONNX Runtime, which ran the default model pair 1.6x faster than torch here (README,
-    Benchmarks), else torch."""
+# Architectures whose CPU path is fastest in torch: musicnn's front end runs as cache-sized GEMM tiles there
+# (models/musicnn.py), 1.1-1.4x ONNX Runtime's plain convolutions. Every other network (SampleCNN, VGG, the
+# Won et al. models) ran 1.5-3x faster in ONNX Runtime (README, Benchmarks: `catalogue-tagger bench`).
+CPU_TORCH_ARCHITECTURES = frozenset({"musicnn"})
+
+
+def resolve_backend(settings: Settings, model: str) -> tuple[str, str]:
+    """The backend that runs ``model`` under ``settings``, and why. ``auto`` picks the fastest one present for
+    the device and precision: on CUDA TensorRT when it is importable (its engines come from
+    ``catalogue-tagger compile``), else torch CUDA; on CPU torch for bfloat16 (autocast on oneDNN) and for the
+    architectures of :data:`CPU_TORCH_ARCHITECTURES`, ONNX Runtime for the rest."""
     if settings.backend != "auto":
         return settings.backend, "chosen"
     if settings.device.startswith("cuda"):
         if importlib.util.find_spec("tensorrt") is not None:
-            return "tensorrt", "auto: TensorRT is importable and the device is CUDA"
+            return "tensorrt", "auto: CUDA device and TensorRT is importable"
         return "torch", "auto: CUDA device, TensorRT not installed"
+    if settings.precision != "fp32":
+        return "torch", f"auto: CPU {settings.precision} runs in torch (autocast on oneDNN)"
+    architecture = get_spec(model).architecture
+    if architecture in CPU_TORCH_ARCHITECTURES:
+        return "torch", f"auto: CPU, {architecture}'s tiled front end is fastest in torch"
     if importlib.util.find_spec("onnxruntime") is not None:
-        return "onnx", "auto: CPU, ONNX Runtime present (faster than torch on CPU in bench)"
+        return "onnx", f"auto: CPU, ONNX Runtime runs {architecture} faster than torch"
     return "torch", "auto: CPU, ONNX Runtime not installed"
 
 
 def open_backend(model: str, settings: Settings) -> Backend:
-    """Open ``model`` on the settings' backend (``auto``: see :func:`resolve_backend`) and device (TensorRT: the
-    engine of its precision and batch size). Raises :class:`BackendUnavailable` when it cannot run here."""
-    backend, _ = resolve_backend(settings)
+    """Open ``model`` on the settings' backend (``auto``: see :func:`resolve_backend`) and device (ONNX Runtime:
+    the graph of the settings' precision; TensorRT: the engine of its precision, batch size and device). Raises
+    :class:`BackendUnavailable` when it cannot run here."""
+    backend, _ = resolve_backend(settings, model)
     if backend == "torch":
         from catalogue_tagger.inference.torch_backend import TorchBackend
 
-        return TorchBackend(model, settings.device)
+        return TorchBackend(model, settings.device, settings.precision, settings.threads)
     if backend == "onnx":
         from catalogue_tagger.inference.onnx_backend import OnnxBackend
 
-        return OnnxBackend(model, settings.device, settings.engine_dir)
+        return OnnxBackend(model, settings.device, settings.engine_dir, settings.precision, settings.threads)
     if backend == "tensorrt":
         from catalogue_tagger.inference.tensorrt_backend import TensorRTBackend
 
-        return TensorRTBackend.from_cache(model, settings.engine_dir, settings.precision, settings.batch_size)
+        return TensorRTBackend.from_cache(
+            model, settings.engine_dir, settings.precision, settings.batch_size, settings.device
+        )
     raise BackendUnavailable(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")

@@ -1,5 +1,12 @@
 """PyTorch backend: CPU always works; CUDA when a GPU is present.
 
+On CPU a batch is cut into micro-batches of :data:`CPU_MICRO_BATCH` segments, run side by side on
+``threads`` Python threads with one torch thread each: a micro-batch's activations stay in the core's cache
+(musicnn's tiled front end, SampleCNN's 128 x 19683 first blocks) and the cores never wait on each other
+inside one small operator. Precision is explicit: ``fp32`` runs the network as converted; ``bf16`` runs the
+network's convolutions and matrix products in bfloat16 (fp32 accumulation) under autocast, while the
+log-mel front end stays float32; ``fp16`` is CUDA only.
+
 On CUDA the host side never waits on the device more than once per batch. The batcher fills page-locked
 (pinned) host buffers that this backend hands out (:meth:`TorchBackend.host_buffer`); :meth:`TorchBackend.submit`
 queues the batch's host→device copy on a copy stream, the model and the device→host copy of its outputs on a
@@ -11,16 +18,26 @@ float32 (no TF32): the scores keep their 1e-4 parity with the CPU.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from catalogue_tagger.errors import BackendUnavailable
-from catalogue_tagger.inference.base import Backend, Done, Pending
+from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, Done, Pending
+from catalogue_tagger.inference.device import cuda_index
+from catalogue_tagger.models.layers import fold_batchnorm
 from catalogue_tagger.models.registry import get_spec, load_model
 
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PINNED_BUFFERS = 3  # one being filled, one being copied, one spare
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether oneDNN runs bfloat16 natively on this CPU (AVX512-BF16 or AMX); emulated bf16 is slower than fp32."""
+    onednn = torch.backends.mkldnn.is_available()  # type: ignore[no-untyped-call]
+    return bool(onednn and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 def ieee_fp32() -> None:
@@ -41,17 +58,13 @@ def ieee_fp32() -> None:
 
 
 def cuda_device(device: str) -> torch.device:
-    """``cuda`` or ``cuda:N`` as a device with its index (``cuda`` is the current device); raises
-    :class:`BackendUnavailable` when torch sees no such GPU."""
+    """``cuda`` or ``cuda:N`` as a device with its index; raises :class:`BackendUnavailable` when torch sees no
+    such GPU."""
     if not torch.cuda.is_available():
         raise BackendUnavailable(f"device {device!r} requested but torch sees no CUDA device")
-    try:
-        parsed = torch.device(device)
-    except RuntimeError as exc:
-        raise BackendUnavailable(f"{device!r} is not a device torch knows: {exc}") from exc
-    index = parsed.index if parsed.index is not None else torch.cuda.current_device()
+    index = cuda_index(device)
     count = torch.cuda.device_count()
-    if not 0 <= index < count:
+    if index >= count:
         raise BackendUnavailable(f"device {device!r} requested but torch sees {count} CUDA device(s)")
     return torch.device("cuda", index)
 
@@ -127,42 +140,61 @@ class _OnDevice:
 
 
 class TorchBackend(Backend):
-    def __init__(self, model: str, device: str = "cpu") -> None:
+    def __init__(self, model: str, device: str = "cpu", precision: str = "fp32", threads: int = 1) -> None:
         self.spec = get_spec(model)
+        self.precision = precision
+        self._autocast = AUTOCAST_DTYPES.get(precision)
+        if precision not in ("fp32", *AUTOCAST_DTYPES):
+            raise BackendUnavailable(f"torch backend: no precision {precision!r}; choose fp32, bf16 or fp16")
+        self._pool: ThreadPoolExecutor | None = None
         if device.startswith("cuda"):
             self.device = cuda_device(device)
             # TF32 convolutions/matmuls would move scores past the 1e-4 parity with the reference
             ieee_fp32()
             with torch.cuda.device(self.device):
-                self.model = load_model(model, device=self.device)
+                self.model = fold_batchnorm(load_model(model, device=self.device))
                 self._copy_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
                 self._compute_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
                 # the weights were copied on the default stream: compute waits for them once
                 self._compute_stream.wait_stream(torch.cuda.current_stream(self.device))
             self._pinned = _PinnedBuffers(self.spec.window, self.device)
             self.in_flight = 1
-        else:
-            self.device = torch.device(device)
-            self.model = load_model(model, device=self.device)
+            return
+        self.device = torch.device(device)
+        if precision == "fp16":
+            raise BackendUnavailable("torch backend: fp16 runs on CUDA only; on CPU choose fp32 or bf16")
+        if precision == "bf16" and not cpu_supports_bf16():
+            raise BackendUnavailable("torch backend: this CPU has no native bfloat16 (AVX512-BF16 or AMX); choose fp32")
+        self.model = fold_batchnorm(load_model(model, device=self.device))
+        torch.set_num_threads(1)  # parallel across micro-batches instead (module docstring)
+        if threads > 1:
+            self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model}")
+
+    def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        # inference mode and autocast are thread-local: entered on the thread that runs the micro-batch
+        with torch.inference_mode(), torch.autocast(
+            self.device.type, dtype=self._autocast or torch.float32, enabled=self._autocast is not None
+        ):
+            return tuple(out.float() for out in self.model(x))
 
     def host_buffer(self, rows: int) -> np.ndarray:
         if self.device.type != "cuda":
             return super().host_buffer(rows)
         return self._pinned.take(rows)
 
-    @torch.inference_mode()
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         if self.device.type == "cuda":
             return self.submit(batch).result()
-        outputs = self.model(torch.from_numpy(self._check(batch)))
-        return {name: out.float().numpy() for name, out in zip(self.spec.output_names, outputs)}
+        chunks = torch.split(torch.from_numpy(self._check(batch)), CPU_MICRO_BATCH)
+        parts = list(self._pool.map(self._forward, chunks)) if self._pool else [self._forward(c) for c in chunks]
+        outputs = tuple(torch.cat(column) for column in zip(*parts))
+        return {name: out.numpy() for name, out in zip(self.spec.output_names, outputs)}
 
     def submit(self, batch: np.ndarray) -> Pending:
         if self.device.type != "cuda":
             return Done(self.run(batch))
         return self._submit_cuda(self._check(batch))
 
-    @torch.inference_mode()
     def _submit_cuda(self, batch: np.ndarray) -> Pending:
         buffer = self._pinned.owner(batch)
         with torch.cuda.device(self.device):
@@ -182,17 +214,19 @@ class TorchBackend(Backend):
             self._compute_stream.wait_event(copied)
             # ``wave`` was allocated on the copy stream: keep its memory from reuse until compute is done with it
             wave.record_stream(self._compute_stream)
-            with torch.cuda.stream(self._compute_stream):
+            with torch.cuda.stream(self._compute_stream), torch.inference_mode():
                 outputs: dict[str, torch.Tensor] = {}
-                for name, out in zip(self.spec.output_names, self.model(wave)):
+                for name, out in zip(self.spec.output_names, self._forward(wave)):
                     pinned = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)
-                    outputs[name] = pinned.copy_(out.float(), non_blocking=True)
+                    outputs[name] = pinned.copy_(out, non_blocking=True)
                 done = torch.cuda.Event()  # type: ignore[no-untyped-call]
                 done.record(self._compute_stream)
         return _OnDevice(done, outputs)
 
     def close(self) -> None:
         if self.device.type != "cuda":
+            if self._pool is not None:
+                self._pool.shutdown()
             del self.model
             return
         try:

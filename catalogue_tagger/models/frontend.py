@@ -69,5 +69,6 @@ class LogMel(nn.Module):
         return (real * real + imag * imag) @ self.mel
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:
-        quantised = self.power_mel(wave).half().float()
-        return torch.log10(10000.0 * quantised + 1.0)
+        with torch.autocast(wave.device.type, enabled=False):  # float32 even under a bf16/fp16 autocast
+            quantised = self.power_mel(wave.float()).half().float()
+            return torch.log10(10000.0 * quantised + 1.0)

@@ -23,6 +23,38 @@ TEMPORAL_KERNELS = (128, 64, 32)
 TIMBRAL_KERNELS = ((7, int(0.4 * N_MELS)), (7, int(0.7 * N_MELS)))
 
 
+# Output frames per tile of the CPU front end: the tile's conv output (frames x mel x filters, ~0.8 MB for the
+# 7x38 timbral kernel) stays in the core's cache between the GEMM that writes it and the max that reads it.
+CPU_TILE_FRAMES = 16
+
+
+def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """``amax(conv2d(x, weight, bias), dim=3)`` for ``x[N, 1, time, mel]`` and a one-input-channel ``weight``.
+
+    On CPU (eager) the convolution runs as one GEMM per tile of :data:`CPU_TILE_FRAMES` output frames over
+    the tile's im2col patches, and each tile is reduced over mel while it is still in cache: the full
+    ``[N, C, time, mel]`` output (~0.6 GB for 64 segments of the larger timbral conv) never exists. The max
+    is exact and the bias commutes with it (rounding is monotone), so only the GEMM's summation order differs
+    from ``conv2d``. Exports (ONNX, TensorRT) and CUDA keep ``conv2d`` + ``ReduceMax``.
+    """
+    tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
+    if x.device.type != "cpu" or torch.onnx.is_in_onnx_export() or tracing:
+        return F.conv2d(x, weight, bias).amax(dim=3)
+    n, _, t_in, n_mel = x.shape
+    channels, _, kt, km = weight.shape
+    t_out, m_out = t_in - kt + 1, n_mel - km + 1
+    kernel = weight.reshape(channels, kt * km).t().contiguous()  # [kt * km, C], rows in im2col order
+    out = torch.empty(n, t_out, channels, dtype=x.dtype)
+    for i in range(n):
+        patches = x[i, 0].unfold(0, kt, 1).unfold(1, km, 1)  # view [t_out, m_out, kt, km]
+        for t0 in range(0, t_out, CPU_TILE_FRAMES):
+            tile = patches[t0 : t0 + CPU_TILE_FRAMES].reshape(-1, kt * km)  # im2col copy of one tile
+            product = torch.mm(tile, kernel)  # bfloat16 under a bf16 autocast: the max is taken in it, then widened
+            out[i, t0 : t0 + CPU_TILE_FRAMES] = product.view(-1, m_out, channels).amax(dim=1)
+    maxed = out.transpose(1, 2)
+    return maxed + bias.reshape(1, -1, 1) if bias is not None else maxed
+
+
 def conv_max_over_mel_after_bn(conv: nn.Conv2d, x: torch.Tensor, bn: FrozenBatchNorm) -> torch.Tensor:
     """``max over mel of bn(relu(conv(x)))`` for ``x[N, 1, time, mel]``, reducing before the elementwise ops.
 
@@ -33,8 +65,8 @@ def conv_max_over_mel_after_bn(conv: nn.Conv2d, x: torch.Tensor, bn: FrozenBatch
     """
     sign = torch.where(bn.scale() < 0, -1.0, 1.0)  # constant-folded on export
     bias = conv.bias * sign if conv.bias is not None else None
-    y = F.conv2d(x, conv.weight * sign.reshape(-1, 1, 1, 1), bias)
-    out: torch.Tensor = bn(F.relu(y.amax(dim=3) * sign.reshape(1, -1, 1)))
+    maxed = conv_max_over_mel(x, conv.weight * sign.reshape(-1, 1, 1, 1), bias)
+    out: torch.Tensor = bn(F.relu(maxed * sign.reshape(1, -1, 1)))
     return out
 
 

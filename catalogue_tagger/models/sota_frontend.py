@@ -98,7 +98,8 @@ class DbMel(nn.Module):
 
     def db_mel(self, wave: torch.Tensor) -> torch.Tensor:
         """``[B, 96, frames]`` dB mel before ``spec_bn`` (the reference's ``logmel_chunk0``)."""
-        power = self.power_mel(wave)
+        with torch.autocast(wave.device.type, enabled=False):  # the DFT stays float32 under a bf16/fp16 autocast
+            power = self.power_mel(wave.float())
         db = 10.0 * torch.log10(torch.maximum(power, self.amin))
         return db.transpose(1, 2)
 

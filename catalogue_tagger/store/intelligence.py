@@ -123,6 +123,7 @@ def save_head(
         "labels": [r.tag for r in rows],
         "kind": "head",
         "embedding_dim": None,
+        "precision": "fp32",  # heads are fitted and scored in float64/float32 by numpy
     }
     with store_errors(f"save head {name}"), store.engine.begin() as conn:
         model_id = int(conn.execute(queries()["upsert_model"], model_params).scalar_one())

@@ -193,15 +193,18 @@ class Store:
 
     # --- models --------------------------------------------------------------------------------
     def register_model(
-        self, name: str, weights_sha256: str, labels: Sequence[str], kind: str, embedding_dim: int | None
+        self, name: str, weights_sha256: str, labels: Sequence[str], kind: str, embedding_dim: int | None,
+        precision: str = "fp32",
     ) -> int:
-        """The ``model_id`` of this (name, weights) version, registering it on first sight."""
+        """The ``model_id`` of this (name, weights, precision) version, registered on first sight; it becomes the
+        current version of ``name`` (the one ``tag_scores`` shows)."""
         params = {
             "name": name,
             "weights_sha256": weights_sha256,
             "labels": list(labels),
             "kind": kind,
             "embedding_dim": embedding_dim,
+            "precision": precision,
         }
         return self._transaction(
             f"register model {name}", lambda conn: int(conn.execute(queries()["upsert_model"], params).scalar_one())
@@ -353,10 +356,15 @@ class Store:
         self._transaction("write failures", write)
 
     # --- runs ----------------------------------------------------------------------------------
-    def open_run(self, source: str, models: Sequence[str], partition_key: str | None = None) -> RunLease:
+    def open_run(
+        self, source: str, models: Sequence[str], partition_key: str | None = None, *, precision: str | None = None,
+        backends: Mapping[str, str] | None = None,
+    ) -> RunLease:
         """Start a run and take its lease (see :class:`RunLease`); runs whose lease is gone are closed as
-        ``abandoned`` and their claims freed. Close the lease when the run ends."""
-        params = {"source": source, "models": list(models), "partition_key": partition_key}
+        ``abandoned`` and their claims freed. Close the lease when the run ends. ``precision`` and ``backends``
+        (model name → backend) record what the run's scores were computed with."""
+        params = {"source": source, "models": list(models), "partition_key": partition_key, "precision": precision,
+                  "backends": json.dumps(dict(backends or {}))}
         with store_errors("start run"):
             conn = self.engine.connect()
             try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import dagster as dg
 
+from catalogue_tagger.config import Settings
 from catalogue_tagger.records import ObjectInfo
 from catalogue_tagger.store.store import Store
 from dagster_defs.definitions import TAG_PARTITION_JOB
@@ -73,3 +75,14 @@ def test_checks_fail_when_a_track_is_left_untagged(make_defs: DefsFactory, fresh
     assert checks["every_track_tagged_or_failed"] is False
     assert checks["scores_in_range"] is True
     assert checks["failure_rate_below_threshold"] is True
+
+
+def test_tagging_step_runs_with_the_settings_of_the_code_location(tmp_path: Path) -> None:
+    from dagster_defs.resources import build_resources
+
+    settings = Settings(precision="bf16", backend="torch", inference_threads=3, descriptors=False, batch_size=32,
+                        engine_cache=tmp_path / "engines", s3_endpoint_url="http://minio:9000")
+    step = build_resources(settings)["tagger"].settings(settings.s3_endpoint_url)  # type: ignore[attr-defined]
+    run_fields = ("models", "backend", "device", "precision", "batch_size", "workers", "descriptors", "threads",
+                  "engine_dir", "max_duration_s", "max_bytes", "keep_segments", "s3_endpoint_url")
+    assert {f: getattr(step, f) for f in run_fields} == {f: getattr(settings, f) for f in run_fields}

@@ -13,6 +13,7 @@ import pytest
 
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.config import Settings
+from catalogue_tagger.inference.torch_backend import cpu_supports_bf16
 from catalogue_tagger.pipeline import tag
 from catalogue_tagger.predict import predict_files
 from catalogue_tagger.records import TrackResult
@@ -133,6 +134,46 @@ def test_s3_catalogue_is_tagged(store: Store, s3_server: str, s3_client: Any, s3
     assert tag(source, store, options).tagged == 1
 
 
+@pytest.mark.skipif(not cpu_supports_bf16(), reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)")
+def test_precision_is_part_of_the_model_version(store: Store, tmp_path: Path, audio_fixtures: Path) -> None:
+    folder = tmp_path / "two"
+    folder.mkdir()
+    for name in ("excerpt.mp3", "excerpt.ogg"):
+        shutil.copy2(audio_fixtures / name, folder / name)
+
+    def current() -> tuple[str, dict[str, float]]:
+        """The current version's precision and what tag_scores shows for one track, checked to be that version's."""
+        with store.engine.connect() as conn:
+            precision = conn.exec_driver_sql(
+                "SELECT precision FROM current_models WHERE name = 'musicnn-mtt'").scalar_one()
+            shown = dict(conn.exec_driver_sql(
+                "SELECT tag, score FROM tag_scores WHERE model = 'musicnn-mtt' AND uri LIKE %s", ("%excerpt.mp3",)).all())
+            version = dict(conn.exec_driver_sql(
+                "SELECT tt.tag, tt.score FROM track_tags tt JOIN models m USING (model_id) JOIN tracks t USING (track_id) "
+                "WHERE m.name = 'musicnn-mtt' AND m.precision = %s AND t.uri LIKE %s", (precision, "%excerpt.mp3")).all())
+        assert shown == version
+        return precision, shown
+
+    tag(FolderStore(folder), store, INLINE)
+    fp32_precision, fp32_scores = current()
+    tag(FolderStore(folder), store, replace(INLINE, precision="bf16"), force=True)
+    bf16_precision, bf16_scores = current()
+    assert (fp32_precision, bf16_precision) == ("fp32", "bf16")
+    assert len(fp32_scores) == len(bf16_scores) == 50  # tag_scores shows one version, never a mix
+    assert fp32_scores != bf16_scores
+    assert max(abs(fp32_scores[t] - bf16_scores[t]) for t in fp32_scores) < 0.05
+    with store.engine.connect() as conn:
+        versions = conn.exec_driver_sql(
+            "SELECT precision, count(*) FROM models m JOIN track_tags tt USING (model_id) "
+            "WHERE m.name = 'musicnn-mtt' GROUP BY precision ORDER BY precision").all()
+        runs = conn.exec_driver_sql("SELECT precision, backends FROM runs ORDER BY run_id").all()
+    assert [tuple(v) for v in versions] == [("bf16", 100), ("fp32", 100)]  # both kept, each a model version
+    assert [tuple(r) for r in runs] == [("fp32", {"musicnn-mtt": "torch"}), ("bf16", {"musicnn-mtt": "torch"})]
+
+    tag(FolderStore(folder), store, INLINE, force=True)  # back to fp32: that version is current again
+    assert current() == (fp32_precision, fp32_scores)
+
+
 def _runs(store: Store) -> list[tuple[Any, ...]]:
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql(
@@ -150,13 +191,13 @@ def unopenable_second_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     damaged = onnx_path_for("samplecnn-mtt", engines)  # exported, then damaged as a crashed disk would leave it
     damaged.write_bytes(damaged.read_bytes()[:4096])
     closed: list[str] = []
-    close = Backend.close
+    leave = Backend.__exit__  # how the run closes each backend it opened (ExitStack → __exit__ → close)
 
-    def spy(self: Backend) -> None:
+    def spy(self: Backend, *exc_info: Any) -> None:
         closed.append(self.spec.name)
-        close(self)
+        leave(self, *exc_info)
 
-    monkeypatch.setattr(Backend, "close", spy)
+    monkeypatch.setattr(Backend, "__exit__", spy)
     settings = Settings(models=("musicnn-mtt", "samplecnn-mtt"), backend="onnx", engine_cache=engines, workers=0)
     return settings, closed
 
@@ -167,14 +208,14 @@ def test_a_backend_that_cannot_open_fails_the_run_row_and_closes_the_opened_ones
     from catalogue_tagger.errors import BackendUnavailable
 
     settings, closed = unopenable_second_model
-    with pytest.raises(BackendUnavailable, match="samplecnn-mtt: the onnx backend could not open on cpu") as raised:
+    with pytest.raises(BackendUnavailable, match="^samplecnn-mtt: .*INVALID_PROTOBUF") as raised:
         tag(FolderStore(catalogue), store, settings)
     assert raised.value.__cause__ is not None  # ONNX Runtime's own error, chained
     assert closed == ["musicnn-mtt"]
     [(_, status, finished, stats)] = _runs(store)
     assert (status, finished) == ("failed", True)
     assert stats["error"]["kind"] == "backend_unavailable"
-    assert stats["error"]["detail"].startswith("samplecnn-mtt: the onnx backend could not open")
+    assert stats["error"]["detail"] == str(raised.value)
     assert stats["tagged"] == 0 and stats["failed"] == {}
     assert {r[2] for r in _track_rows(store)} == {"pending"}  # nothing claimed, nothing failed: a rerun tags all
 
@@ -191,7 +232,7 @@ def test_tag_command_says_which_backend_could_not_open(
     done = CliRunner().invoke(main, ["tag", str(catalogue), "--models", "musicnn-mtt,samplecnn-mtt", "--backend",
                                      "onnx", "--workers", "0", "--database-url", database_url], env=env)
     assert done.exit_code == 2, done.output
-    assert "backend_unavailable: samplecnn-mtt: the onnx backend could not open on cpu" in done.output
+    assert "Error: backend_unavailable: samplecnn-mtt: " in done.output and "INVALID_PROTOBUF" in done.output
     assert "Traceback" not in done.output
     assert closed == ["musicnn-mtt"]
     [(_, status, finished, stats)] = _runs(store)
@@ -212,3 +253,19 @@ def test_a_run_failing_midway_records_its_error_and_leaves_no_shared_memory(stor
     [(_, status, finished, stats)] = _runs(store)
     assert (status, finished) == ("failed", True)
     assert stats["error"] == {"kind": "run_error", "detail": "RuntimeError: the progress display broke"}
+
+
+def test_a_backend_library_error_at_open_is_named_backend_unavailable(store: Store, catalogue: Path,
+                                                                       tmp_path: Path) -> None:
+    """An error the backend does not name itself (here: the engine cache is a file, not a folder) still ends the
+    run as ``backend_unavailable`` naming the model and the backend, chained to the cause."""
+    from catalogue_tagger.errors import BackendUnavailable
+
+    not_a_folder = tmp_path / "engines"
+    not_a_folder.write_text("a file where the engine cache folder should be")
+    settings = Settings(models=("samplecnn-mtt",), backend="onnx", engine_cache=not_a_folder, workers=0)
+    with pytest.raises(BackendUnavailable, match="^samplecnn-mtt: the onnx backend could not open on cpu: ") as raised:
+        tag(FolderStore(catalogue), store, settings)
+    assert isinstance(raised.value.__cause__, OSError)
+    [(_, status, _, stats)] = _runs(store)
+    assert status == "failed" and stats["error"] == {"kind": "backend_unavailable", "detail": str(raised.value)}

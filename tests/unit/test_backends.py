@@ -12,7 +12,7 @@ import pytest
 from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import BackendUnavailable, SettingsError
 from catalogue_tagger.inference import engine_cache, open_backend
-from catalogue_tagger.inference.compile import TENSORRT_OPS, export_onnx, onnx_path_for
+from catalogue_tagger.inference.compile import TENSORRT_OPS, export_onnx, onnx_path_for, reduced_onnx
 
 
 @pytest.fixture
@@ -47,12 +47,13 @@ def test_onnx_runtime_backend_matches_torch(model: str, on: Callable[..., Settin
 
 @pytest.mark.parametrize("model", ["musicnn-mtt", "musicnn-msd", "vgg-mtt", "vgg-msd", "samplecnn-mtt",
                                    "musicnn-sota-mtt", "fcn-mtt", "crnn-mtt"])
-def test_exported_graph_uses_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
-    graph = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx"))).graph
-    ops = {node.op_type for node in graph.node}
-    assert ops <= TENSORRT_OPS, ops - TENSORRT_OPS
-    assert not ops & {"STFT", "DFT", "Loop", "If", "Scan"}
-    assert [i.name for i in graph.input] == ["wave"]
+def test_exported_graphs_use_only_tensorrt_ops(model: str, tmp_path: Path) -> None:
+    exported = onnx.load(str(export_onnx(model, tmp_path / f"{model}.onnx")))
+    for graph in (exported.graph, reduced_onnx(exported, "fp16").graph, reduced_onnx(exported, "bf16").graph):
+        ops = {node.op_type for node in graph.node}
+        assert ops <= TENSORRT_OPS, ops - TENSORRT_OPS
+        assert not ops & {"STFT", "DFT", "Loop", "If", "Scan"}
+        assert [i.name for i in graph.input] == ["wave"]
 
 
 def test_onnx_export_is_cached_by_weights_hash(engine_dir: Path) -> None:
@@ -88,13 +89,32 @@ def test_unknown_backend_is_a_settings_error() -> None:
 
 
 def test_engine_names_change_with_everything_that_invalidates_an_engine() -> None:
-    base = ("musicnn-mtt", "a" * 64, "fp16", 64, "10.8.0", "90")
+    base = ("musicnn-mtt", "a" * 64, "fp16", 64, "10.8.0", "90", 2)
     names = {engine_cache.engine_name(*base)}
-    for i, other in enumerate(("vgg-mtt", "b" * 64, "fp32", 128, "11.0.0", "100")):
+    for i, other in enumerate(("vgg-mtt", "b" * 64, "fp32", 128, "11.0.0", "100", 3)):
         changed = list(base)
         changed[i] = other
         names.add(engine_cache.engine_name(*changed))  # type: ignore[arg-type]
-    assert len(names) == 7
+    assert len(names) == 8
+
+
+def test_onnx_graph_names_change_with_precision_weights_opset_and_revision() -> None:
+    base = ("musicnn-mtt", "a" * 64, "fp32", 17, 2)
+    names = {engine_cache.onnx_name(*base)}
+    for i, other in enumerate(("vgg-mtt", "b" * 64, "fp16", 22, 3)):
+        changed = list(base)
+        changed[i] = other
+        names.add(engine_cache.onnx_name(*changed))  # type: ignore[arg-type]
+    assert len(names) == 6
+
+
+def test_reduced_precision_graphs_are_cached_beside_the_export(engine_dir: Path) -> None:
+    fp32, fp16 = onnx_path_for("vgg-mtt", engine_dir), onnx_path_for("vgg-mtt", engine_dir, "fp16")
+    assert fp32 != fp16 and fp16.parent == engine_dir and "-fp16-" in fp16.name
+    mtime = fp16.stat().st_mtime_ns
+    assert onnx_path_for("vgg-mtt", engine_dir, "fp16").stat().st_mtime_ns == mtime
+    with pytest.raises(ValueError, match="int4"):
+        onnx_path_for("vgg-mtt", engine_dir, "int4")
 
 
 def test_tensorrt_backend_never_builds_an_engine(on: Callable[..., Settings], engine_dir: Path) -> None:
@@ -103,10 +123,35 @@ def test_tensorrt_backend_never_builds_an_engine(on: Callable[..., Settings], en
     assert not engine_dir.exists() or not list(engine_dir.glob("*.engine"))
 
 
+def test_a_missing_engine_names_the_compile_command(engine_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where TensorRT and a GPU are present but no engine was built, the error says how to build it."""
+    monkeypatch.setattr(engine_cache, "tensorrt_identity", lambda device: ("10.8.0.43", "90"))
+    settings = Settings(backend="tensorrt", device="cuda:1", precision="fp16", batch_size=48, engine_cache=engine_dir)
+    with pytest.raises(BackendUnavailable) as caught:
+        open_backend("samplecnn-mtt", settings)
+    assert ("catalogue-tagger compile --model samplecnn-mtt --precision fp16 --max-batch 48 --device cuda:1"
+            in str(caught.value))
+    assert not list(engine_dir.glob("*.engine"))
+
+
+def test_cuda_device_indices() -> None:
+    from catalogue_tagger.inference.device import cuda_index
+
+    assert (cuda_index("cuda"), cuda_index("cuda:0"), cuda_index("cuda:3")) == (0, 0, 3)
+    for bad in ("cpu", "cuda:x", "cuda:-1"):
+        with pytest.raises(BackendUnavailable):
+            cuda_index(bad)
+
+
 def test_auto_picks_the_fastest_backend_present_for_the_device() -> None:
     from catalogue_tagger.inference import resolve_backend
 
-    assert resolve_backend(Settings(backend="auto"))[0] == "onnx"  # ONNX Runtime is a dependency
-    on_gpu, why = resolve_backend(Settings(backend="auto", device="cuda"))
+    assert Settings().backend == "auto"  # the default everywhere
+    # CPU: musicnn's tiled front end runs in torch, the plain convolution networks in ONNX Runtime (a dependency)
+    assert resolve_backend(Settings(), "musicnn-mtt")[0] == "torch"
+    assert resolve_backend(Settings(), "samplecnn-mtt")[0] == "onnx"
+    assert resolve_backend(Settings(), "vgg-mtt")[0] == "onnx"
+    assert resolve_backend(Settings(precision="bf16"), "samplecnn-mtt")[0] == "torch"
+    on_gpu, why = resolve_backend(Settings(device="cuda"), "samplecnn-mtt")
     assert on_gpu == "torch" and "TensorRT not installed" in why  # no TensorRT on this machine
-    assert resolve_backend(Settings(backend="torch")) == ("torch", "chosen")
+    assert resolve_backend(Settings(backend="torch"), "samplecnn-mtt") == ("torch", "chosen")

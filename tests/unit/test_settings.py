@@ -3,6 +3,7 @@ never reaches into Dagster."""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -39,6 +40,7 @@ def test_every_field_is_read_from_its_variable() -> None:
         "CATALOGUE_TAGGER_DATABASE_RETRY_S": "5", "CATALOGUE_TAGGER_DESCRIPTORS": "no",
         "AWS_ENDPOINT_URL": "http://minio:9000", "CATALOGUE_TAGGER_MODELS": " vgg-mtt, musicnn-msd ,",
         "CATALOGUE_TAGGER_BACKEND": "onnx", "CATALOGUE_TAGGER_DEVICE": "cuda:1", "CATALOGUE_TAGGER_PRECISION": "fp16",
+        "CATALOGUE_TAGGER_INFERENCE_THREADS": "3",
         "CATALOGUE_TAGGER_BATCH_SIZE": "128", "CATALOGUE_TAGGER_WORKERS": "0", "CATALOGUE_TAGGER_MAX_DURATION": "600",
         "CATALOGUE_TAGGER_MAX_BYTES": "1000000", "CATALOGUE_TAGGER_SEGMENTS": "yes", "CATALOGUE_TAGGER_HOME": "/srv/ct",
         "CATALOGUE_TAGGER_ENGINE_CACHE": "/cache", "CATALOGUE_TAGGER_PARTITION_START": "2024-01-01",
@@ -50,13 +52,25 @@ def test_every_field_is_read_from_its_variable() -> None:
     settings = Settings.from_env(env)
     assert settings == Settings(
         source="s3://bucket/masters", database_url="postgresql://u:p@h/db", database_retry_s=5.0, descriptors=False, s3_endpoint_url="http://minio:9000",
-        models=("vgg-mtt", "musicnn-msd"), backend="onnx", device="cuda:1", precision="fp16", batch_size=128,
+        models=("vgg-mtt", "musicnn-msd"), backend="onnx", device="cuda:1", precision="fp16", inference_threads=3,
+        batch_size=128,
         workers=0, max_duration_s=600.0, max_bytes=1_000_000, keep_segments=True, home=Path("/srv/ct"),
         engine_cache=Path("/cache"), partition_start="2024-01-01", shards=4, executor="k8s", gpus=2,
         max_failure_rate=0.1, schedule_running=True, dagster_graphql_url="http://dagster/graphql",
         dagster_home=Path("/opt/dagster"),
     )
     assert settings.engine_dir == Path("/cache")
+    assert settings.threads == 3
+
+
+def test_inference_threads_default_to_the_cores_decode_workers_leave_free() -> None:
+    cores = os.cpu_count() or 1
+    assert Settings(workers=0).threads == cores
+    assert Settings(workers=3).threads == max(1, cores - 1)  # three decode workers take about one core
+    assert Settings(workers=3 * cores + 9).threads == 1
+    assert Settings(workers=1, inference_threads=2).threads == 2
+    with pytest.raises(SettingsError, match="inference threads"):
+        Settings(inference_threads=0)
 
 
 def test_unset_or_empty_variables_mean_the_defaults() -> None:

@@ -1,0 +1,85 @@
+"""How far a non-fp32 precision moves the tags, on real music: each precision against fp32, track by track.
+
+For every model and precision: max |Δ| of track-mean scores, the median over tracks of the Spearman rank
+correlation between the two tag vectors of a track, and the share of tracks whose top-3 tags (as a set)
+change. The tracks are decoded once per precision through the library's own ``predict_files`` (descriptors
+off), each model on the backend ``auto`` picks for that precision.
+
+    python benchmarks/precision_agreement.py CORPUS_DIR [--precision bf16] [--models musicnn-mtt,samplecnn-mtt] \
+        [--json benchmarks/results/precision-agreement.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import spearmanr
+
+from catalogue_tagger.config import Settings, split_names
+from catalogue_tagger.inference.base import resolve_backend
+from catalogue_tagger.predict import predict_files
+from catalogue_tagger.records import TrackResult
+
+AUDIO = {".mp3", ".ogg", ".flac", ".m4a", ".opus", ".wav"}
+
+
+def track_means(files: list[Path], settings: Settings) -> dict[str, dict[str, np.ndarray]]:
+    """model -> file name -> mean tag scores over the track's segments."""
+    means: dict[str, dict[str, np.ndarray]] = {m: {} for m in settings.models}
+    for prediction in predict_files(files, settings):
+        if not isinstance(prediction.outcome, TrackResult):
+            continue
+        for model, output in zip(settings.models, prediction.outcome.outputs):
+            means[model][Path(prediction.path).name] = np.asarray(output.mean, dtype=np.float64)
+    return means
+
+
+def agreement(reference: dict[str, np.ndarray], other: dict[str, np.ndarray]) -> dict[str, float]:
+    names = sorted(reference.keys() & other.keys())
+    deltas = [float(np.max(np.abs(reference[n] - other[n]))) for n in names]
+    rhos = [float(spearmanr(reference[n], other[n]).statistic) for n in names]
+    top3 = [set(np.argsort(-reference[n])[:3]) != set(np.argsort(-other[n])[:3]) for n in names]
+    return {"tracks": len(names), "max_abs_delta_track_mean": max(deltas), "median_spearman": float(np.median(rhos)),
+            "min_spearman": min(rhos), "top3_changed_share": float(np.mean(top3))}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("corpus", type=Path, help="folder searched recursively for audio files")
+    parser.add_argument("--precision", action="append", default=None, help="precision to compare (repeatable)")
+    parser.add_argument("--models", default="musicnn-mtt,samplecnn-mtt")
+    parser.add_argument("--json", type=Path, default=None)
+    args = parser.parse_args()
+    files = sorted(p for p in args.corpus.rglob("*") if p.suffix.lower() in AUDIO)
+    seen: dict[str, Path] = {}
+    for path in files:  # one copy of each track when a corpus holds transcodes of the same music
+        seen.setdefault(path.stem, path)
+    files = sorted(seen.values())
+    base = Settings(models=split_names(args.models), descriptors=False, workers=0)
+    runs: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    for precision in ["fp32", *(args.precision or ["bf16"])]:
+        settings = dataclasses.replace(base, precision=precision)
+        started = time.perf_counter()
+        runs[precision] = track_means(files, settings)
+        backends = {m: resolve_backend(settings, m)[0] for m in settings.models}
+        print(f"{precision}: {len(files)} tracks in {time.perf_counter() - started:.0f} s on {backends}", flush=True)
+    result = {
+        "corpus": str(args.corpus), "tracks": [f.name for f in files],
+        "against_fp32": {
+            precision: {m: {"backend": resolve_backend(dataclasses.replace(base, precision=precision), m)[0],
+                            **agreement(runs["fp32"][m], runs[precision][m])} for m in base.models}
+            for precision in runs if precision != "fp32"
+        },
+    }
+    print(json.dumps(result["against_fp32"], indent=1))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
