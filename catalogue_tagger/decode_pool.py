@@ -1,7 +1,8 @@
 """Decode side of the pipeline: one track in, messages out (segments for every model, then done/failed).
 
 A track is decoded once; each selected model's segmenter cuts the same 16 kHz stream into its own windows.
-This module never imports torch: decode workers are separate processes that only need PyAV and soxr.
+This module never imports torch: decode workers are separate processes that only need PyAV and soxr. Their
+segments reach the inference process through shared memory (:mod:`catalogue_tagger.segment_ring`).
 """
 
 from __future__ import annotations
@@ -10,22 +11,30 @@ import io
 import logging
 import multiprocessing as mp
 import queue
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
+from multiprocessing.context import SpawnContext, SpawnProcess
+from types import TracebackType
 from typing import BinaryIO
 
 from threadpoolctl import threadpool_limits
 
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
-from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
+from catalogue_tagger.messages import (
+    Message, SegmentReady, SegmentShared, TrackDecoded, TrackFailed, TrackStarted, WorkerMessage,
+)
 from catalogue_tagger.records import TrackTask
+from catalogue_tagger.segment_ring import ReaderGone, RingUnavailable, RingWriter, SegmentRing, plan_slots
 from catalogue_tagger.segment import Segmenter, Windowing
 from catalogue_tagger.sources import ObjectStore, open_source
 
 logger = logging.getLogger(__name__)
 
 SILENCE_PEAK = 1e-4  # a track whose peak stays below this is flagged "silent" (tagged, not failed)
+WAIT_S = 1.0  # how often a worker waiting on a queue checks that its pool process still runs
+JOIN_S = 5.0  # how long a finished worker is given to exit before it is terminated
 
 
 @dataclass(frozen=True)
@@ -96,56 +105,143 @@ def decode_track(source: ObjectStore, task: TrackTask, options: DecodeOptions) -
     yield TrackDecoded(task.track_id, task.uri, n_segments, info.duration_s, flags, descriptors)
 
 
+def _reader_alive() -> Callable[[], bool]:
+    """Whether the process that started this worker still runs (a worker never outlives its pool)."""
+    parent = mp.parent_process()
+    return parent.is_alive if parent is not None else (lambda: True)
+
+
+def _next_task(tasks: "mp.Queue[TrackTask | None]", alive: Callable[[], bool]) -> TrackTask | None:
+    while True:
+        try:
+            return tasks.get(timeout=WAIT_S)
+        except queue.Empty:
+            if not alive():
+                return None
+
+
+def _put(out: "mp.Queue[WorkerMessage | None]", message: WorkerMessage | None, alive: Callable[[], bool]) -> None:
+    while True:
+        try:
+            out.put(message, timeout=WAIT_S)
+            return
+        except queue.Full:
+            if not alive():
+                raise ReaderGone("the inference process ended; no one reads the decode queue") from None
+
+
+def _send(
+    out: "mp.Queue[WorkerMessage | None]", message: Message, ring: RingWriter | None, alive: Callable[[], bool]
+) -> None:
+    """Put ``message`` on the queue; a segment's samples go into the worker's next shared slot when it has one."""
+    if ring is None or not isinstance(message, SegmentReady) or not ring.fits(message.samples):
+        _put(out, message, alive)
+        return
+    slot = ring.write(message.samples, alive)
+    try:
+        _put(out, SegmentShared(message.track_id, message.model, message.index, ring.worker, slot,
+                                len(message.samples)), alive)
+    except BaseException:
+        ring.unsend()
+        raise
+
+
 def worker_main(
     source: str,
     s3_endpoint_url: str | None,
     options: DecodeOptions,
     tasks: "mp.Queue[TrackTask | None]",
-    out: "mp.Queue[Message | None]",
+    out: "mp.Queue[WorkerMessage | None]",
+    ring: RingWriter | None = None,
 ) -> None:
-    """A decode worker process: take tasks until ``None``, put messages, then a final ``None``."""
+    """A decode worker process: take tasks until ``None``, put messages, then a final ``None``.
+
+    With a ``ring``, segment samples go through this worker's shared-memory slots (see
+    :mod:`catalogue_tagger.segment_ring`); without one they are pickled onto the queue. A worker whose pool
+    process has ended stops by itself.
+    """
     if options.descriptors:
         import catalogue_tagger.descriptors  # noqa: F401  (loads the BLAS libraries limited below)
+    alive = _reader_alive()
     # A worker is one core's work: BLAS threads of its own (the descriptors' matrix products) would spin against
     # the inference process on the same cores.
-    with threadpool_limits(limits=1, user_api="blas"), open_source(source, s3_endpoint_url=s3_endpoint_url) as objects:
-        while (task := tasks.get()) is not None:
-            for message in decode_track(objects, task, options):
-                out.put(message)
-    out.put(None)
+    with ExitStack() as stack:
+        stack.enter_context(threadpool_limits(limits=1, user_api="blas"))
+        objects = stack.enter_context(open_source(source, s3_endpoint_url=s3_endpoint_url))
+        writer = stack.enter_context(ring) if ring is not None else None
+        try:
+            while (task := _next_task(tasks, alive)) is not None:
+                for message in decode_track(objects, task, options):
+                    _send(out, message, writer, alive)
+            _put(out, None, alive)
+        except ReaderGone:
+            return
 
 
 class DecodePool:
-    """Decode worker processes fed from a task queue, all writing into one bounded message queue."""
+    """Decode worker processes fed from a task queue, all writing into one bounded message queue.
+
+    Segments come through a shared-memory ring (:class:`SegmentRing`) when ``shared`` and the shared-memory file
+    system has room for it, else pickled. A :class:`SegmentReady` returned by :meth:`get` may lend a slot's
+    samples: they stay valid until the next :meth:`get` (or :meth:`close`), which gives the slot back — the
+    inference loop copies them into its batch before it asks for more. A context manager: :meth:`close` stops
+    the workers and unlinks the ring on every exit path.
+    """
 
     def __init__(
-        self, source: str, s3_endpoint_url: str | None, options: DecodeOptions, workers: int, max_segments: int
+        self,
+        source: str,
+        s3_endpoint_url: str | None,
+        options: DecodeOptions,
+        workers: int,
+        max_segments: int,
+        *,
+        shared: bool = True,
     ) -> None:
         ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
         self._tasks: mp.Queue[TrackTask | None] = ctx.Queue()
-        self.out: mp.Queue[Message | None] = ctx.Queue(maxsize=max_segments)
-        self._procs = [
-            ctx.Process(
-                target=worker_main,
-                args=(source, s3_endpoint_url, options, self._tasks, self.out),
-                name=f"catalogue-tagger-decode-{i}",
-                daemon=True,
-            )
-            for i in range(workers)
-        ]
-        for proc in self._procs:
-            proc.start()
-        self._running = len(self._procs)
+        self.out: mp.Queue[WorkerMessage | None] = ctx.Queue(maxsize=max_segments)
+        self._procs: list[SpawnProcess] = []
+        self._lent: int | None = None  # the worker whose slot the last SegmentReady lent
+        self._tasks_ended = False
+        self._running = 0  # workers started that have not said goodbye
+        self.ring = _open_ring(ctx, options, workers, max_segments) if shared else None
+        try:
+            for i in range(workers):
+                proc = ctx.Process(
+                    target=worker_main,
+                    args=(source, s3_endpoint_url, options, self._tasks, self.out,
+                          self.ring.writer(i) if self.ring is not None else None),
+                    name=f"catalogue-tagger-decode-{i}",
+                    daemon=True,
+                )
+                proc.start()
+                self._procs.append(proc)
+                self._running += 1
+        except BaseException:
+            self.close()
+            raise
+
+    @property
+    def processes(self) -> tuple[SpawnProcess, ...]:
+        """The worker processes, in worker order."""
+        return tuple(self._procs)
 
     def submit(self, task: TrackTask) -> None:
         self._tasks.put(task)
 
     def no_more_tasks(self) -> None:
-        for _ in self._procs:
-            self._tasks.put(None)
+        if not self._tasks_ended:
+            self._tasks_ended = True
+            for _ in self._procs:
+                self._tasks.put(None)
 
     def get(self, timeout: float) -> Message | None:
-        """The next message; ``None`` on timeout. Raises ``EOFError`` once every worker has finished."""
+        """The next message; ``None`` on timeout. Raises ``EOFError`` once every worker has finished.
+
+        Gives back the slot the previous message lent: copy a segment's samples before calling again.
+        """
+        self._give_back()
         while True:
             if self._running == 0:
                 raise EOFError
@@ -158,13 +254,68 @@ class DecodePool:
             if message is None:
                 self._running -= 1
                 continue
+            if isinstance(message, SegmentShared):
+                return self._lend(message)
             return message
 
+    def _lend(self, message: SegmentShared) -> SegmentReady:
+        if self.ring is None:
+            raise RuntimeError("a shared segment arrived but this pool has no ring")
+        self._lent = message.worker
+        samples = self.ring.samples(message.slot, message.length)
+        return SegmentReady(message.track_id, message.model, message.index, samples)
+
+    def _give_back(self) -> None:
+        lent, self._lent = self._lent, None
+        if lent is not None and self.ring is not None:
+            self.ring.release(lent)
+
     def close(self) -> None:
-        for proc in self._procs:
-            proc.join(timeout=5)
-            if proc.is_alive():
-                proc.terminate()
+        """Stop the workers (at once when they have not all finished) and unlink the ring. Idempotent."""
+        try:
+            self._give_back()
+            if self._running == 0:  # every worker said goodbye: they are exiting
+                for proc in self._procs:
+                    proc.join(timeout=JOIN_S)
+            else:
+                self.no_more_tasks()
+            for proc in self._procs:
+                if proc.is_alive():
+                    proc.terminate()
+            for proc in self._procs:
+                proc.join(timeout=JOIN_S)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join()
+            self._tasks.cancel_join_thread()  # tasks no worker took are dropped, never waited for
+        finally:
+            if self.ring is not None:
+                self.ring.close()
+
+    def __enter__(self) -> DecodePool:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def _open_ring(ctx: SpawnContext, options: DecodeOptions, workers: int, max_segments: int) -> SegmentRing | None:
+    """The shared ring for ``workers``, sized for the longest window; None (segments are then pickled) when the
+    shared-memory file system has no room for it."""
+    slot_samples = max((w.window for w in options.windowings.values()), default=0)
+    if workers < 1 or slot_samples < 1:
+        return None
+    slots = plan_slots(workers, slot_samples, max_segments // workers)
+    if slots == 0:
+        logger.warning("too little shared memory for %d decode workers' segment slots: segments are pickled", workers)
+        return None
+    try:
+        return SegmentRing(ctx, workers, slot_samples, slots)
+    except RingUnavailable as exc:
+        logger.warning("segments are pickled, not shared: %s", exc)
+        return None
 
 
 def windowings_for(specs: Mapping[str, object]) -> dict[str, Windowing]:

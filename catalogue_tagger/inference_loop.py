@@ -3,10 +3,16 @@
 It owns the backends (one per model), a batcher per model and the aggregator. Segments of many tracks
 share batches; a track leaves as a ``TrackResult`` once its decode finished and all its segments are scored,
 or as a ``TrackFailure`` as soon as decoding fails (segments of it already batched are then ignored).
+
+A full batch is submitted to its backend and, where the backend allows (``Backend.in_flight``, 1 for torch on
+CUDA), left running while the next batch fills: its outputs are collected when the following batch is
+submitted, or by :meth:`InferenceLoop.flush`. Segment order does not matter to the aggregator, so results are
+the same whatever the depth.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterable, Mapping
 
 import numpy as np
@@ -14,7 +20,7 @@ import numpy as np
 from catalogue_tagger.aggregate import Aggregator, ModelInfo
 from catalogue_tagger.batching import Batch, Batcher
 from catalogue_tagger.errors import InferenceError, failure_of
-from catalogue_tagger.inference.base import Backend
+from catalogue_tagger.inference.base import Backend, Pending
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
 from catalogue_tagger.records import TrackFailure, TrackResult
 
@@ -25,8 +31,10 @@ class InferenceLoop:
     def __init__(self, backends: Mapping[str, Backend], batch_size: int, keep_segments: bool = False) -> None:
         self.backends = dict(backends)
         self.batchers = {
-            name: Batcher(name, backend.spec.window, batch_size) for name, backend in self.backends.items()
+            name: Batcher(name, backend.spec.window, batch_size, allocate=backend.host_buffer)
+            for name, backend in self.backends.items()
         }
+        self._running: dict[str, deque[tuple[Batch, Pending]]] = {name: deque() for name in self.backends}
         infos = {
             name: ModelInfo(name, b.spec.weights_sha256, b.spec.n_labels, b.spec.embedding_size)
             for name, b in self.backends.items()
@@ -61,18 +69,37 @@ class InferenceLoop:
         return [done for message in messages for done in self.feed(message)]
 
     def flush(self) -> list[Finished]:
-        """Score every partial batch (at the end of a run, or when the decoders have gone quiet)."""
+        """Score every partial batch and collect every running one (at the end of a run, or when the decoders
+        have gone quiet)."""
         finished: list[Finished] = []
-        for batcher in self.batchers.values():
+        for name, batcher in self.batchers.items():
             batch = batcher.flush()
             if batch is not None:
                 finished += self._score(batch)
+            running = self._running[name]
+            while running:
+                finished += self._collect(*running.popleft())
         return finished
 
     def _score(self, batch: Batch) -> list[Finished]:
+        """Submit ``batch``; collect the oldest batches of its model beyond the backend's ``in_flight``."""
+        backend = self.backends[batch.model]
         try:
-            outputs = self.backends[batch.model].run(batch.samples)
+            pending = backend.submit(batch.samples)
         except Exception as exc:  # the backend's boundary: fail the tracks of this batch, keep going
+            kind, detail = failure_of(exc, InferenceError)
+            return self._fail_batch(batch, kind, f"{batch.model}: {detail}")
+        running = self._running[batch.model]
+        running.append((batch, pending))
+        finished: list[Finished] = []
+        while len(running) > max(0, backend.in_flight):
+            finished += self._collect(*running.popleft())
+        return finished
+
+    def _collect(self, batch: Batch, pending: Pending) -> list[Finished]:
+        try:
+            outputs = pending.result()
+        except Exception as exc:  # the backend's boundary, as in _score
             kind, detail = failure_of(exc, InferenceError)
             return self._fail_batch(batch, kind, f"{batch.model}: {detail}")
         self.segments_scored += len(batch)

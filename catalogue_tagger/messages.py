@@ -1,4 +1,8 @@
-"""What decode workers send to the inference loop (plain tuples of builtins and arrays: cheap to pickle)."""
+"""What decode workers send to the inference loop: small frozen records of builtins (cheap to pickle).
+
+Segment samples travel through shared memory (:mod:`catalogue_tagger.segment_ring`): a worker sends a
+:class:`SegmentShared` naming its slot, and the pool hands the loop a :class:`SegmentReady` over that slot.
+"""
 
 from __future__ import annotations
 
@@ -15,6 +19,19 @@ class SegmentReady:
     model: str
     index: int
     samples: np.ndarray = field(repr=False)
+
+
+@dataclass(frozen=True)
+class SegmentShared:
+    """A segment whose samples wait in a shared-memory slot: ``length`` samples of ``slot``, written by
+    decode worker ``worker`` (the pool gives the slot back to that worker once the loop has copied it)."""
+
+    track_id: int
+    model: str
+    index: int
+    worker: int
+    slot: int
+    length: int
 
 
 @dataclass(frozen=True)
@@ -44,3 +61,7 @@ class TrackFailed:
 
 
 Message = TrackStarted | SegmentReady | TrackDecoded | TrackFailed
+"""What the inference loop consumes."""
+
+WorkerMessage = TrackStarted | SegmentReady | SegmentShared | TrackDecoded | TrackFailed
+"""What a decode worker puts on the pool's queue (``SegmentReady`` only when it has no shared ring)."""

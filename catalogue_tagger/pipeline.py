@@ -4,7 +4,8 @@
 
 Decoding runs in worker processes (or inline with ``workers=0``), inference in this process (the one owner
 of the accelerator), writes in a writer thread that owns its database connection; every queue between them
-is bounded. This is the one place where a failing track becomes a recorded failure and the run goes on.
+is bounded. Workers hand segments over through shared memory; the queue carries only which slot to read. This
+is the one place where a failing track becomes a recorded failure and the run goes on.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from dataclasses import dataclass, field
 
 from catalogue_tagger.config import Settings
 
-from catalogue_tagger.errors import DecodeCrash, failure_of
+from catalogue_tagger.errors import BackendUnavailable, DecodeCrash, RunError, TaggerError, failure_of
 from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.heads import score_after_run
-from catalogue_tagger.inference.base import open_backend, resolve_backend
+from catalogue_tagger.inference.base import Backend, open_backend, resolve_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
@@ -33,7 +34,7 @@ from catalogue_tagger.writer import ResultWriter
 logger = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 64
-SEGMENTS_IN_FLIGHT = 256  # bound of the decode → inference queue (≈ 50 MB of musicnn windows)
+SEGMENTS_IN_FLIGHT = 256  # bound of the decode → inference queue; each worker's shared ring holds at most 16 of them
 
 
 @dataclass(frozen=True)
@@ -128,16 +129,17 @@ def _tag_run(
     started: float,
     skipped: int,
 ) -> RunReport:
-    """The run itself, from its lease to its finished ``runs`` row: every exit path closes the backends and
-    the writer and finishes the row (``completed``, or ``failed`` when anything escaped)."""
+    """The run itself, from its lease to its finished ``runs`` row: every exit path closes the backends opened
+    so far and the writer, and finishes the row — ``completed``, or ``failed`` with the error that ended the run
+    in its stats (``{"error": {"kind", "detail"}}``), after which that error propagates."""
     run_id = lease.run_id
     writer = ResultWriter(store, run_id, model_ids, keep_segments=settings.keep_segments)
     feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
     segments_scored = 0
-    status = "failed"
+    error: BaseException | None = None
     try:
         with ExitStack() as backends_open:
-            backends = {name: backends_open.enter_context(open_backend(name, settings)) for name in specs}
+            backends = _open_backends(specs, settings, backends_open)
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
             claims = _claims(store, lease, partition_key)
             try:
@@ -149,24 +151,73 @@ def _tag_run(
                 segments_scored = loop.segments_scored
         writer.close()  # raises if a write failed: then the run is recorded as failed
         score_after_run(store, run_id)  # heads score the new tracks from their stored embeddings
-        status = "completed"
+    except BaseException as exc:
+        error = exc
+        raise
     finally:
-        try:
-            writer.close()
-        finally:
-            report = RunReport(
-                run_id=run_id,
-                tagged=writer.tagged,
-                failed=dict(writer.failed),
-                skipped=skipped,
-                audio_s=writer.audio_s,
-                wall_s=time.perf_counter() - started,
-                models={name: s.weights_sha256 for name, s in specs.items()},
-                flags=dict(writer.flags),
-                segments=segments_scored,
-            )
-            store.finish_run(run_id, report.as_dict(), status)
+        _close_quietly(writer, run_id, error)
+        report = RunReport(
+            run_id=run_id,
+            tagged=writer.tagged,
+            failed=dict(writer.failed),
+            skipped=skipped,
+            audio_s=writer.audio_s,
+            wall_s=time.perf_counter() - started,
+            models={name: s.weights_sha256 for name, s in specs.items()},
+            flags=dict(writer.flags),
+            segments=segments_scored,
+        )
+        _finish_run(store, report, error)
     return report
+
+
+def _open_backends(specs: Mapping[str, ModelSpec], settings: Settings, stack: ExitStack) -> dict[str, Backend]:
+    """Every model's backend, each closed by ``stack``; when one cannot open, those opened before it are closed
+    as the error leaves ``stack``. A failure that is not already a named error becomes
+    :class:`BackendUnavailable` naming the model and the backend."""
+    backends: dict[str, Backend] = {}
+    for name in specs:
+        try:
+            backend = open_backend(name, settings)
+        except TaggerError:
+            raise
+        except Exception as exc:  # the backend library's own error (a corrupt ONNX graph, a CUDA driver fault)
+            which, _ = resolve_backend(settings, name)
+            raise BackendUnavailable(
+                f"{name}: the {which} backend could not open on {settings.device}: {type(exc).__name__}: {exc}"
+            ) from exc
+        backends[name] = stack.enter_context(backend)
+    return backends
+
+
+def _close_quietly(writer: ResultWriter, run_id: int, error: BaseException | None) -> None:
+    """Close the writer; while another error is ending the run, a failing close is logged, not raised over it."""
+    if error is None:
+        writer.close()
+        return
+    try:
+        writer.close()
+    except Exception as exc:  # the run already ends with ``error``, the one to report
+        if exc is not error:
+            logger.warning("run %d: the result writer failed while the run was ending: %s", run_id, exc)
+
+
+def _finish_run(store: Store, report: RunReport, error: BaseException | None) -> None:
+    """Finish the ``runs`` row: ``completed``, or ``failed`` with the error's kind and detail in its stats.
+
+    When the row cannot be written while an error is already ending the run, that error is the one to report:
+    the run's lease ends with this process and the next run closes the row as ``abandoned``.
+    """
+    stats = report.as_dict()
+    if error is not None:
+        kind, detail = failure_of(error, RunError)
+        stats["error"] = {"kind": kind, "detail": detail}
+    try:
+        store.finish_run(report.run_id, stats, "failed" if error is not None else "completed")
+    except TaggerError as exc:
+        if error is None:
+            raise
+        logger.warning("run %d failed and could not be recorded as failed: %s", report.run_id, exc)
 
 
 def _claims(store: Store, lease: RunLease, partition_key: str | None) -> Iterator[TrackTask]:
@@ -208,12 +259,11 @@ def _run_pooled(
     settings: Settings,
     progress: ProgressHook | None,
 ) -> None:
-    pool = DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, SEGMENTS_IN_FLIGHT)
     submitted: dict[int, TrackTask] = {}
     target = max(8, 4 * settings.workers)  # tracks decoding or queued ahead of the workers
     pending = iter(claims)
     exhausted = False
-    try:
+    with DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, SEGMENTS_IN_FLIGHT) as pool:
         while True:
             while not exhausted and len(submitted) < target:
                 task = next(pending, None)
@@ -224,25 +274,23 @@ def _run_pooled(
                     submitted[task.track_id] = task
                     pool.submit(task)
             try:
-                message: Message | None = pool.get(timeout=0.2)
+                message: Message | None = pool.get(timeout=0.2)  # a segment's samples: valid until the next get
             except EOFError:
                 break
             if message is None:  # decoders quiet: score partial batches rather than wait
                 finished = loop.flush()
             else:
-                finished = loop.feed(message)
+                finished = loop.feed(message)  # copies a segment into its batch
             for item in finished:
                 submitted.pop(item.track_id, None)
             _emit(finished, writer, loop, progress)
-        finished = loop.flush()
-        for item in finished:
-            submitted.pop(item.track_id, None)
-        _emit(finished, writer, loop, progress)
-        died = DecodeCrash("the decode worker died")
-        lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in submitted.values()]
-        _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
-    finally:
-        pool.close()
+    finished = loop.flush()
+    for item in finished:
+        submitted.pop(item.track_id, None)
+    _emit(finished, writer, loop, progress)
+    died = DecodeCrash("the decode worker died")
+    lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in submitted.values()]
+    _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
 
 
 __all__ = ["RunReport", "discover_objects", "tag"]

@@ -2,6 +2,11 @@
 
 ``run(batch)`` takes ``[n, spec.window]`` float32 and returns ``{output name: [n, ...] float32}`` with the
 names of ``spec.output_names`` (``probs``, ``logits``, ``embedding``). Returned arrays belong to the caller.
+
+The inference loop feeds a backend in two steps so that an accelerator can work on one batch while the next is
+filled and copied: it fills the array :meth:`Backend.host_buffer` gives (page-locked memory on CUDA), calls
+:meth:`Backend.submit` with it, and collects the outputs with ``result()`` of what ``submit`` returned, leaving
+at most :attr:`Backend.in_flight` batches running meanwhile. The defaults run the batch at once in ``submit``.
 """
 
 from __future__ import annotations
@@ -9,6 +14,7 @@ from __future__ import annotations
 import importlib.util
 from abc import ABC, abstractmethod
 from types import TracebackType
+from typing import Protocol
 
 import numpy as np
 
@@ -24,11 +30,37 @@ from catalogue_tagger.models.registry import get_spec
 CPU_MICRO_BATCH = 8
 
 
+class Pending(Protocol):
+    """A submitted batch: ``result()`` waits for its outputs (what ``run`` would have returned)."""
+
+    def result(self) -> dict[str, np.ndarray]: ...
+
+
+class Done:
+    """A batch that already ran."""
+
+    def __init__(self, outputs: dict[str, np.ndarray]) -> None:
+        self._outputs = outputs
+
+    def result(self) -> dict[str, np.ndarray]:
+        return self._outputs
+
+
 class Backend(ABC):
     spec: ModelSpec
+    in_flight: int = 0  # batches the loop may leave running while it fills the next one
 
     @abstractmethod
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]: ...
+
+    def host_buffer(self, rows: int) -> np.ndarray:
+        """A ``(rows, spec.window)`` float32 array for the batcher to fill and pass to :meth:`submit`."""
+        return np.empty((rows, self.spec.window), np.float32)
+
+    def submit(self, batch: np.ndarray) -> Pending:
+        """Start ``batch`` (``[n, spec.window]`` float32); the default runs it now. The caller writes no more into
+        ``batch`` after this: a buffer from :meth:`host_buffer` comes back from it once the backend has read it."""
+        return Done(self.run(batch))
 
     def close(self) -> None:
         """Release the model and its device memory."""

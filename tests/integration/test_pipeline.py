@@ -172,3 +172,84 @@ def test_precision_is_part_of_the_model_version(store: Store, tmp_path: Path, au
 
     tag(FolderStore(folder), store, INLINE, force=True)  # back to fp32: that version is current again
     assert current() == (fp32_precision, fp32_scores)
+
+
+def _runs(store: Store) -> list[tuple[Any, ...]]:
+    with store.engine.connect() as conn:
+        return [tuple(r) for r in conn.exec_driver_sql(
+            "SELECT run_id, status, finished_at IS NOT NULL, stats FROM runs ORDER BY run_id")]
+
+
+@pytest.fixture
+def unopenable_second_model(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Settings, list[str]]:
+    """ONNX settings for musicnn-mtt then samplecnn-mtt, whose cached ONNX graph is damaged (ONNX Runtime
+    refuses it), and the list of models whose backend was closed."""
+    from catalogue_tagger.inference.compile import onnx_path_for
+    from catalogue_tagger.inference.onnx_backend import OnnxBackend
+
+    engines = tmp_path / "engines"
+    damaged = onnx_path_for("samplecnn-mtt", engines)  # exported, then damaged as a crashed disk would leave it
+    damaged.write_bytes(damaged.read_bytes()[:4096])
+    closed: list[str] = []
+    close = OnnxBackend.close
+
+    def spy(self: OnnxBackend) -> None:
+        closed.append(self.spec.name)
+        close(self)
+
+    monkeypatch.setattr(OnnxBackend, "close", spy)
+    settings = Settings(models=("musicnn-mtt", "samplecnn-mtt"), backend="onnx", engine_cache=engines, workers=0)
+    return settings, closed
+
+
+def test_a_backend_that_cannot_open_fails_the_run_row_and_closes_the_opened_ones(
+    store: Store, catalogue: Path, unopenable_second_model: tuple[Settings, list[str]]
+) -> None:
+    from catalogue_tagger.errors import BackendUnavailable
+
+    settings, closed = unopenable_second_model
+    with pytest.raises(BackendUnavailable, match="samplecnn-mtt: ONNX Runtime cannot run the fp32 graph on cpu") as raised:
+        tag(FolderStore(catalogue), store, settings)
+    assert raised.value.__cause__ is not None  # ONNX Runtime's own error, chained
+    assert closed == ["musicnn-mtt"]
+    [(_, status, finished, stats)] = _runs(store)
+    assert (status, finished) == ("failed", True)
+    assert stats["error"]["kind"] == "backend_unavailable"
+    assert stats["error"]["detail"].startswith("samplecnn-mtt: ONNX Runtime cannot run the fp32 graph on cpu")
+    assert stats["tagged"] == 0 and stats["failed"] == {}
+    assert {r[2] for r in _track_rows(store)} == {"pending"}  # nothing claimed, nothing failed: a rerun tags all
+
+
+def test_tag_command_says_which_backend_could_not_open(
+    store: Store, database_url: str, catalogue: Path, unopenable_second_model: tuple[Settings, list[str]]
+) -> None:
+    from click.testing import CliRunner
+
+    from catalogue_tagger.cli import main
+
+    settings, closed = unopenable_second_model
+    env = {"CATALOGUE_TAGGER_ENGINE_CACHE": str(settings.engine_cache)}
+    done = CliRunner().invoke(main, ["tag", str(catalogue), "--models", "musicnn-mtt,samplecnn-mtt", "--backend",
+                                     "onnx", "--workers", "0", "--database-url", database_url], env=env)
+    assert done.exit_code == 2, done.output
+    assert "backend_unavailable: samplecnn-mtt: ONNX Runtime cannot run the fp32 graph on cpu" in done.output
+    assert "Traceback" not in done.output
+    assert closed == ["musicnn-mtt"]
+    [(_, status, finished, stats)] = _runs(store)
+    assert (status, finished, stats["error"]["kind"]) == ("failed", True, "backend_unavailable")
+
+
+def test_a_run_failing_midway_records_its_error_and_leaves_no_shared_memory(store: Store, catalogue: Path) -> None:
+    from catalogue_tagger.segment_ring import SHM_DIR
+
+    before = set(SHM_DIR.glob("catalogue-tagger-*"))
+
+    def failing_progress(item: object, loop: object) -> None:
+        raise RuntimeError("the progress display broke")
+
+    with pytest.raises(RuntimeError, match="the progress display broke"):
+        tag(FolderStore(catalogue), store, replace(MUSICNN, workers=2, batch_size=4), progress=failing_progress)
+    assert set(SHM_DIR.glob("catalogue-tagger-*")) == before
+    [(_, status, finished, stats)] = _runs(store)
+    assert (status, finished) == ("failed", True)
+    assert stats["error"] == {"kind": "run_error", "detail": "RuntimeError: the progress display broke"}
