@@ -4,7 +4,8 @@
 
 Decoding runs in worker processes (or inline with ``workers=0``), inference in this process (the one owner
 of the accelerator), writes in a writer thread that owns its database connection; every queue between them
-is bounded. Workers hand segments over through shared memory; the queue carries only which slot to read. This is the one place where a failing track becomes a recorded failure and the run goes on.
+is bounded. Workers hand segments over through shared memory; the queue carries only which slot to read. This
+is the one place where a failing track becomes a recorded failure and the run goes on.
 """
 
 from __future__ import annotations

@@ -3,9 +3,11 @@
 On CPU a batch is cut into micro-batches of :data:`CPU_MICRO_BATCH` segments, run side by side on
 ``threads`` Python threads with one torch thread each: a micro-batch's activations stay in the core's cache
 (musicnn's tiled front end, SampleCNN's 128 x 19683 first blocks) and the cores never wait on each other
-inside one small operator. Precision is explicit: ``fp32`` runs the network as converted; ``bf16`` runs the
-network's convolutions and matrix products in bfloat16 (fp32 accumulation) under autocast, while the
-log-mel front end stays float32; ``fp16`` is CUDA only.
+inside one small operator; BN is folded into the convolution before it.
+
+Precision is explicit: ``fp32`` runs the network as converted; ``bf16`` (CPU with native bfloat16, or CUDA) and
+``fp16`` (CUDA) run the network's convolutions and matrix products in that type (fp32 accumulation) under
+autocast, while the log-mel front ends stay float32.
 
 On CUDA the host side never waits on the device more than once per batch. The batcher fills page-locked
 (pinned) host buffers that this backend hands out (:meth:`TorchBackend.host_buffer`); :meth:`TorchBackend.submit`
@@ -26,12 +28,11 @@ import torch
 
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, Done, Pending
-from catalogue_tagger.inference.device import cuda_index
 from catalogue_tagger.models.layers import fold_batchnorm
 from catalogue_tagger.models.registry import get_spec, load_model
 
-AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 PINNED_BUFFERS = 3  # one being filled, one being copied, one spare
+AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 
 def cpu_supports_bf16() -> bool:
@@ -58,13 +59,17 @@ def ieee_fp32() -> None:
 
 
 def cuda_device(device: str) -> torch.device:
-    """``cuda`` or ``cuda:N`` as a device with its index; raises :class:`BackendUnavailable` when torch sees no
-    such GPU."""
+    """``cuda`` or ``cuda:N`` as a device with its index (``cuda`` is the current device); raises
+    :class:`BackendUnavailable` when torch sees no such GPU."""
     if not torch.cuda.is_available():
         raise BackendUnavailable(f"device {device!r} requested but torch sees no CUDA device")
-    index = cuda_index(device)
+    try:
+        parsed = torch.device(device)
+    except RuntimeError as exc:
+        raise BackendUnavailable(f"{device!r} is not a device torch knows: {exc}") from exc
+    index = parsed.index if parsed.index is not None else torch.cuda.current_device()
     count = torch.cuda.device_count()
-    if index >= count:
+    if not 0 <= index < count:
         raise BackendUnavailable(f"device {device!r} requested but torch sees {count} CUDA device(s)")
     return torch.device("cuda", index)
 
@@ -152,7 +157,7 @@ class TorchBackend(Backend):
             # TF32 convolutions/matmuls would move scores past the 1e-4 parity with the reference
             ieee_fp32()
             with torch.cuda.device(self.device):
-                self.model = fold_batchnorm(load_model(model, device=self.device))
+                self.model = load_model(model, device=self.device)
                 self._copy_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
                 self._compute_stream = torch.cuda.Stream(self.device)  # type: ignore[no-untyped-call]
                 # the weights were copied on the default stream: compute waits for them once
@@ -160,18 +165,19 @@ class TorchBackend(Backend):
             self._pinned = _PinnedBuffers(self.spec.window, self.device)
             self.in_flight = 1
             return
-        self.device = torch.device(device)
         if precision == "fp16":
             raise BackendUnavailable("torch backend: fp16 runs on CUDA only; on CPU choose fp32 or bf16")
         if precision == "bf16" and not cpu_supports_bf16():
             raise BackendUnavailable("torch backend: this CPU has no native bfloat16 (AVX512-BF16 or AMX); choose fp32")
+        self.device = torch.device(device)
         self.model = fold_batchnorm(load_model(model, device=self.device))
         torch.set_num_threads(1)  # parallel across micro-batches instead (module docstring)
         if threads > 1:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model}")
 
     def _forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        # inference mode and autocast are thread-local: entered on the thread that runs the micro-batch
+        """The model's outputs as float32; inference mode and autocast are thread-local, so they are entered on
+        the thread that runs the micro-batch."""
         with torch.inference_mode(), torch.autocast(
             self.device.type, dtype=self._autocast or torch.float32, enabled=self._autocast is not None
         ):
@@ -187,14 +193,14 @@ class TorchBackend(Backend):
             return self.submit(batch).result()
         chunks = torch.split(torch.from_numpy(self._check(batch)), CPU_MICRO_BATCH)
         parts = list(self._pool.map(self._forward, chunks)) if self._pool else [self._forward(c) for c in chunks]
-        outputs = tuple(torch.cat(column) for column in zip(*parts))
-        return {name: out.numpy() for name, out in zip(self.spec.output_names, outputs)}
+        return {name: torch.cat(column).numpy() for name, column in zip(self.spec.output_names, zip(*parts))}
 
     def submit(self, batch: np.ndarray) -> Pending:
         if self.device.type != "cuda":
             return Done(self.run(batch))
         return self._submit_cuda(self._check(batch))
 
+    @torch.inference_mode()
     def _submit_cuda(self, batch: np.ndarray) -> Pending:
         buffer = self._pinned.owner(batch)
         with torch.cuda.device(self.device):
@@ -214,7 +220,7 @@ class TorchBackend(Backend):
             self._compute_stream.wait_event(copied)
             # ``wave`` was allocated on the copy stream: keep its memory from reuse until compute is done with it
             wave.record_stream(self._compute_stream)
-            with torch.cuda.stream(self._compute_stream), torch.inference_mode():
+            with torch.cuda.stream(self._compute_stream):
                 outputs: dict[str, torch.Tensor] = {}
                 for name, out in zip(self.spec.output_names, self._forward(wave)):
                     pinned = torch.empty(out.shape, dtype=torch.float32, pin_memory=True)

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 import numpy as np
 import torch
 from torch import nn
+
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 TF_BN_EPSILON = 1e-3  # tf.layers.batch_normalization's default; PyTorch's is 1e-5
 
@@ -69,7 +72,7 @@ def tf_dense(variables: Mapping[str, np.ndarray], tf_name: str, prefix: str) -> 
     }
 
 
-def fold_batchnorm(module: nn.Module) -> nn.Module:
+def fold_batchnorm(module: ModuleT) -> ModuleT:
     """``module`` with every ``Conv`` directly followed by a ``BatchNorm`` in an ``nn.Sequential`` folded into one
     convolution (inference only: the moving statistics become weights and bias), and ReLUs made in-place.
 
