@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from sqlalchemy import text
+from threadpoolctl import threadpool_limits
 
 from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import BackendUnavailable
@@ -65,7 +66,10 @@ def wait_for(condition: object, timeout: float = 120.0) -> None:
 def test_a_postgres_restart_mid_run_loses_nothing(own_server: EmbeddedPostgres, tmp_path: Path) -> None:
     url = normalize_url(own_server.ensure_running())
     catalogue = make_catalogue(tmp_path / "catalogue", copies=3)
-    with Store.connect(url, retry_s=120) as store:
+    # The server is restarted (a fork) from this process while the run decodes inline in a thread: OpenBLAS's
+    # fork handler can hang on its worker threads when a matrix product is under way, so BLAS stays on the
+    # calling thread here (decode workers run that way anyway).
+    with threadpool_limits(limits=1, user_api="blas"), Store.connect(url, retry_s=120) as store:
         store.migrate()
         reports = []
         worker = threading.Thread(target=lambda: reports.append(tag(FolderStore(catalogue), store, MUSICNN)))
