@@ -62,17 +62,19 @@ def main() -> None:
     files = sorted(seen.values())
     base = Settings(models=split_names(args.models), descriptors=False, workers=0)
     runs: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    backends: dict[str, dict[str, str]] = {}  # precision -> model -> backend that ran it
     for precision in ["fp32", *(args.precision or ["bf16"])]:
         settings = dataclasses.replace(base, precision=precision)
         started = time.perf_counter()
         runs[precision] = track_means(files, settings)
-        backends = {m: resolve_backend(settings, m)[0] for m in settings.models}
-        print(f"{precision}: {len(files)} tracks in {time.perf_counter() - started:.0f} s on {backends}", flush=True)
+        backends[precision] = {m: resolve_backend(settings, m)[0] for m in settings.models}
+        print(f"{precision}: {len(files)} tracks in {time.perf_counter() - started:.0f} s on {backends[precision]}",
+              flush=True)
     result = {
         "corpus": str(args.corpus), "tracks": [f.name for f in files],
         "against_fp32": {
-            precision: {m: {"backend": resolve_backend(dataclasses.replace(base, precision=precision), m)[0],
-                            **agreement(runs["fp32"][m], runs[precision][m])} for m in base.models}
+            precision: {m: {"backend": backends[precision][m], **agreement(runs["fp32"][m], runs[precision][m])}
+                        for m in base.models}
             for precision in runs if precision != "fp32"
         },
     }

@@ -23,8 +23,6 @@ from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.models.base import ModelSpec
 from catalogue_tagger.models.registry import get_spec
 
-
-
 # Segments per micro-batch on CPU: a micro-batch's activations stay small enough for the caches, and peak
 # memory no longer grows with the batch (ONNX Runtime's SampleCNN at batch 64: 3.1 GB whole, 0.6 GB in 8s).
 CPU_MICRO_BATCH = 8
@@ -80,8 +78,8 @@ class Backend(ABC):
 
 
 # Architectures whose CPU path is fastest in torch: musicnn's front end runs as cache-sized GEMM tiles there
-# (models/musicnn.py), 1.1-1.4x ONNX Runtime's plain convolutions. Every other network (SampleCNN, VGG, the
-# Won et al. models) ran 1.5-3x faster in ONNX Runtime (README, Benchmarks: `catalogue-tagger bench`).
+# (models/musicnn.py), 43-46 segments/s against ONNX Runtime's 38-44 with a fraction of its memory. Every other
+# network (SampleCNN, VGG, the Won et al. models) ran 1.5-3x faster in ONNX Runtime (docs/performance.md).
 CPU_TORCH_ARCHITECTURES = frozenset({"musicnn"})
 
 

@@ -76,8 +76,8 @@ def fold_batchnorm(module: ModuleT) -> ModuleT:
     """``module`` with every ``Conv`` directly followed by a ``BatchNorm`` in an ``nn.Sequential`` folded into one
     convolution (inference only: the moving statistics become weights and bias), and ReLUs made in-place.
 
-    Saves the two full passes over each conv output that BN and an out-of-place ReLU cost; on CPU that is
-    ~20 % of SampleCNN's time. Results move by float rounding only.
+    Saves the two full passes over each conv output that BN and an out-of-place ReLU cost; on CPU that was
+    ~25 % of SampleCNN's time. Results move by float rounding only.
     """
     for child in module.children():
         fold_batchnorm(child)
