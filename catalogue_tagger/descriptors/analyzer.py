@@ -8,7 +8,7 @@ tempo and key trackers, and :meth:`DescriptorAnalyzer.finish` turns the small ac
     descriptors = analyzer.finish()          # Descriptors (values None where nothing could be measured)
 
 Memory is constant in the track's length: a 12 s onset-envelope buffer and an 801-lag tempogram, a 36-bin
-pitch-class sum, the ``ebur128`` filter's histograms and two source frames for the true peak.
+pitch-class sum, the ``ebur128`` filter's histograms and a few dozen source frames for the true peak.
 """
 
 from __future__ import annotations
@@ -38,9 +38,10 @@ class DescriptorAnalyzer:
         self._loudness = LoudnessMeter()
         self._loudness.name = name
 
-    def push_frame(self, frame: Any) -> None:
-        """A decoded PyAV audio frame, original channels and rate (for loudness)."""
-        self._loudness.push(frame)
+    def push_frame(self, frame: Any, samples: npt.NDArray[np.float32]) -> None:
+        """A decoded PyAV audio frame and its float32 ``(channels, samples)``, original channels and rate (for
+        loudness): :func:`catalogue_tagger.decode.decode_stream`'s ``on_frame``."""
+        self._loudness.push(frame, samples)
 
     def push(self, chunk: npt.NDArray[np.float32]) -> None:
         """A chunk of the 16 kHz mono stream the taggers get (for tempo and key)."""

@@ -10,7 +10,7 @@ True peak (BS.1770-4 annex 2: the peak of the 4× oversampled signal) is measure
 filter's ``peak=true``, which oversamples every sample of every channel and costs twice the rest of the meter. We
 oversample (``soxr.resample`` ×4, HQ, with 256 samples of context on each side) only frames whose sample peak is
 within 3 dB of the running true peak — inter-sample peaks of music exceed the sample peak by well under that — so a
-track costs a few percent of its frames. Memory is the filter's gating histograms and two frames (fixed).
+track costs a few percent of its frames. Memory is the filter's gating histograms and up to 33 frames (fixed).
 
 Frames whose format, rate or layout changes mid-stream stop the measurement (values become ``None``).
 """
@@ -33,7 +33,6 @@ logger = logging.getLogger(__name__)
 TRUE_PEAK_OVERSAMPLING = 4
 TRUE_PEAK_MARGIN_DB = 3.0  # frames whose sample peak is further below the running true peak are not oversampled
 TRUE_PEAK_CONTEXT = 256  # samples of the neighbouring frames given to the resampler on each side
-_INT_SCALE = {"u8": 128.0, "s16": 32768.0, "s32": 2147483648.0, "s64": 9223372036854775808.0}
 
 #: Frames pushed into the meter between two drains of its sink. Each drain ends in PyAV raising "try again", which
 #: cost as much as the meter itself when done per frame; the sink holds the frames in between (~0.25 MB), and
@@ -62,7 +61,9 @@ class LoudnessMeter:
         self._pushed = 0
         self.name = ""
 
-    def push(self, frame: Any) -> None:
+    def push(self, frame: Any, samples: npt.NDArray[np.float32]) -> None:
+        """A decoded PyAV frame and its samples, float32 ``(channels, samples)``
+        (:func:`catalogue_tagger.decode.frame_samples`)."""
         if self._broken:
             return
         signature = (int(frame.sample_rate), str(frame.format.name), str(frame.layout.name))
@@ -76,7 +77,7 @@ class LoudnessMeter:
         self._pushed += 1
         if self._pushed % DRAIN_EVERY == 0:
             self._drain()
-        self._true_peak.push(frame_channels(frame), int(frame.sample_rate))
+        self._true_peak.push(samples, int(frame.sample_rate))
 
     def finish(self) -> LoudnessEstimate | None:
         if self._graph is None or self._broken:
@@ -127,55 +128,63 @@ def _number(text: str | None) -> float | None:
 
 
 class TruePeakMeter:
-    """The running true peak (linear) of frames ``(samples, channels)``, oversampling only candidate frames.
+    """The running true peak (linear) of frames ``(channels, samples)``, oversampling only candidate frames.
 
-    A frame is measured when the next one arrives, so the resampler sees context on both sides of it.
+    Frames are measured :data:`DRAIN_EVERY` at a time (their sample peaks in one pass), each once the frame after it
+    has arrived, so the resampler sees context on both sides of it. Which frames are oversampled, and with what
+    context, is the same as measuring frame by frame: the candidate test runs in order against the running peak.
     """
 
     def __init__(self) -> None:
         self.peak = 0.0
-        self._left: npt.NDArray[np.float32] | None = None  # the tail of the frame before the pending one
-        self._pending: npt.NDArray[np.float32] | None = None
+        self._left: npt.NDArray[np.float32] | None = None  # the tail of the frame before the first held one
+        self._held: list[npt.NDArray[np.float32]] = []
         self._rate = 0
 
     def push(self, samples: npt.NDArray[np.float32], rate: int) -> None:
-        if self._pending is not None:
-            self._measure(samples[:TRUE_PEAK_CONTEXT])
-        self._pending, self._rate = samples, rate
+        self._held.append(samples)
+        self._rate = rate
+        if len(self._held) > DRAIN_EVERY:
+            self._measure(final=False)
 
     def finish(self) -> float:
-        if self._pending is not None:
-            self._measure(None)
-            self._pending = None
+        if self._held:
+            self._measure(final=True)
         return self.peak
 
-    def _measure(self, right: npt.NDArray[np.float32] | None) -> None:
-        middle = self._pending
-        assert middle is not None
-        left = self._left
-        self._left = middle[-TRUE_PEAK_CONTEXT:]
-        if not len(middle):
-            return
-        sample_peak = float(np.abs(middle).max())
-        self.peak = max(self.peak, sample_peak)
-        if sample_peak == 0.0 or sample_peak * 10 ** (TRUE_PEAK_MARGIN_DB / 20) < self.peak:
-            return
-        parts = [p for p in (left, middle, right) if p is not None and len(p)]
-        up = soxr.resample(np.concatenate(parts), self._rate, self._rate * TRUE_PEAK_OVERSAMPLING, quality="HQ")
-        start = (len(left) if left is not None else 0) * TRUE_PEAK_OVERSAMPLING
-        inside = up[start : start + len(middle) * TRUE_PEAK_OVERSAMPLING]
-        if len(inside):
-            self.peak = max(self.peak, float(np.abs(inside).max()))
+    def _measure(self, final: bool) -> None:
+        """Measure the held frames, all of them when ``final``, else all but the last (it has no right context)."""
+        held = self._held
+        ready = held if final else held[:-1]
+        lengths = np.fromiter((f.shape[1] for f in ready), np.int64, len(ready))
+        peaks = np.zeros(len(ready))
+        filled = lengths > 0
+        if filled.any():
+            magnitudes = np.abs(np.concatenate([f for f in ready if f.shape[1]], axis=1)).max(axis=0)
+            starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
+            peaks[filled] = np.maximum.reduceat(magnitudes, starts)
+        margin = 10 ** (TRUE_PEAK_MARGIN_DB / 20)
+        # The running peak is at least the running sample peak: frames this rules out are not candidates, whatever
+        # the oversampled peaks before them (the test below then sees only the few that remain).
+        floor = np.maximum.accumulate(np.maximum(peaks, self.peak))
+        maybe = np.flatnonzero((peaks > 0) & (peaks * margin >= floor))
+        for i in maybe.tolist():
+            self.peak = max(self.peak, float(floor[i]))  # the running peak as frame by frame, up to frame i
+            if peaks[i] * margin < self.peak:
+                continue
+            left = ready[i - 1][:, -TRUE_PEAK_CONTEXT:] if i > 0 else self._left
+            right = held[i + 1][:, :TRUE_PEAK_CONTEXT] if i + 1 < len(held) else None
+            self.peak = max(self.peak, self._oversampled_peak(left, ready[i], right))
+        if ready:
+            self.peak = max(self.peak, float(floor[-1]))
+            self._left = ready[-1][:, -TRUE_PEAK_CONTEXT:]
+        self._held = [] if final else held[-1:]
 
-
-def frame_channels(frame: Any) -> npt.NDArray[np.float32]:
-    """A PyAV audio frame as float32 ``(samples, channels)``, integers scaled by a power of two."""
-    data = frame.to_ndarray()
-    channels = frame.layout.nb_channels
-    data = data.T if frame.format.is_planar else data.reshape(-1, channels)
-    base = frame.format.name.rstrip("p")
-    if base == "u8":
-        return np.ascontiguousarray((data.astype(np.float32) - np.float32(128.0)) / np.float32(128.0))
-    if base in _INT_SCALE:
-        return np.ascontiguousarray(data.astype(np.float32) / np.float32(_INT_SCALE[base]))
-    return np.ascontiguousarray(data, dtype=np.float32)
+    def _oversampled_peak(self, left: npt.NDArray[np.float32] | None, middle: npt.NDArray[np.float32],
+                          right: npt.NDArray[np.float32] | None) -> float:
+        parts = [p for p in (left, middle, right) if p is not None and p.shape[1]]
+        signal = np.ascontiguousarray(np.concatenate(parts, axis=1).T)  # soxr takes (samples, channels)
+        up = soxr.resample(signal, self._rate, self._rate * TRUE_PEAK_OVERSAMPLING, quality="HQ")
+        start = (left.shape[1] if left is not None else 0) * TRUE_PEAK_OVERSAMPLING
+        inside = up[start : start + middle.shape[1] * TRUE_PEAK_OVERSAMPLING]
+        return float(np.abs(inside).max()) if len(inside) else 0.0

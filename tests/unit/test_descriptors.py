@@ -11,6 +11,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import soxr
 import pytest
 
 from catalogue_tagger.decode import decode_stream
@@ -148,7 +149,7 @@ def test_true_peak_finds_the_peak_between_samples() -> None:
     meter = TruePeakMeter()
     for start in range(0, len(wave), 1024):
         block = wave[start : start + 1024]
-        meter.push(np.stack([block, 0.5 * block], axis=1), rate)
+        meter.push(np.stack([block, 0.5 * block]), rate)
     peak = meter.finish()
     assert abs(float(np.abs(wave).max()) - 0.5 / np.sqrt(2)) < 1e-3  # the sample peak: -3 dB below the wave's
     assert abs(20 * np.log10(peak) - 20 * np.log10(0.5)) <= 0.05
@@ -168,3 +169,22 @@ def test_frames_of_a_stream_are_the_frames_of_the_whole_signal() -> None:
     whole = librosa.util.frame(signal, frame_length=512, hop_length=160).T
     np.testing.assert_array_equal(np.concatenate(frames), whole)
     assert stream.pending < 512
+
+
+@pytest.mark.parametrize("name", ["excerpt.mp3", "excerpt.ogg"])
+def test_true_peak_of_the_stream_is_that_of_the_whole_signal(name: str) -> None:
+    """Frames measured in groups, only candidates oversampled: the peak of the whole signal oversampled at once."""
+    from catalogue_tagger.decode import frame_samples
+    from catalogue_tagger.descriptors.loudness import TruePeakMeter
+
+    meter, frames, rate = TruePeakMeter(), [], 0
+    with av.open(str(AUDIO / name)) as container:
+        for frame in container.decode(audio=0):
+            samples = frame_samples(frame)
+            rate = frame.sample_rate
+            frames.append(samples)
+            meter.push(samples, rate)
+    streamed = meter.finish()
+    whole = soxr.resample(np.ascontiguousarray(np.concatenate(frames, axis=1).T), rate, 4 * rate, quality="HQ")
+    assert len(frames) > 2 * 33  # several groups
+    assert abs(20 * np.log10(streamed) - 20 * np.log10(float(np.abs(whole).max()))) <= 0.01
