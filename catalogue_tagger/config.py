@@ -22,7 +22,7 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_PARTITION_START = "2020-01-01"
 DEFAULT_MAX_FAILURE_RATE = 0.05
 BACKENDS = ("torch", "onnx", "tensorrt", "auto")
-PRECISIONS = ("fp32", "fp16", "bf16")
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 EXECUTORS = ("multiprocess", "in_process", "k8s")
 # A decode worker keeps about a third of a core busy while inference is the bottleneck: decoding runs 2-4x
 # faster than the networks (README, Benchmarks), so the worker waits on a full queue the rest of the time.
@@ -93,7 +93,8 @@ class Settings:
     device: str = _setting("CATALOGUE_TAGGER_DEVICE", "cpu or cuda[:N].", default="cpu")
     precision: str = _setting(
         "CATALOGUE_TAGGER_PRECISION", "Numeric precision of inference: fp32; bf16 (CPU with AVX512-BF16 or AMX, "
-        "CUDA); fp16 (CUDA). Recorded with every score (a model version per precision).", default="fp32"
+        "CUDA); fp16 (CUDA); int8 (ONNX Runtime: a static QDQ graph calibrated on real music by `compile --precision "
+        "int8 --calibration DIR`). Recorded with every score (a model version per precision).", default="fp32"
     )
     inference_threads: int | None = _setting(
         "CATALOGUE_TAGGER_INFERENCE_THREADS", "CPU threads running inference. Default: the cores the decode workers "

@@ -87,9 +87,11 @@ def resolve_backend(settings: Settings, model: str) -> tuple[str, str]:
     """The backend that runs ``model`` under ``settings``, and why. ``auto`` picks the fastest one present for
     the device and precision: on CUDA TensorRT when it is importable (its engines come from
     ``catalogue-tagger compile``), else torch CUDA; on CPU torch for bfloat16 (autocast on oneDNN) and for the
-    architectures of :data:`CPU_TORCH_ARCHITECTURES`, ONNX Runtime for the rest."""
+    architectures of :data:`CPU_TORCH_ARCHITECTURES`, ONNX Runtime for the rest; ONNX Runtime for int8."""
     if settings.backend != "auto":
         return settings.backend, "chosen"
+    if settings.precision == "int8":
+        return "onnx", "auto: int8 is a static QDQ graph that ONNX Runtime runs"
     if settings.device.startswith("cuda"):
         if importlib.util.find_spec("tensorrt") is not None:
             return "tensorrt", "auto: CUDA device and TensorRT is importable"

@@ -13,6 +13,7 @@ round every matmul and convolution input to 10 mantissa bits and break the 1e-4 
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,8 +35,8 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 OPSET = 17
-# bfloat16 Conv and MaxPool enter the ONNX standard at opset 22; fp32 and fp16 graphs stay at OPSET
-OPSETS = {"fp32": OPSET, "fp16": OPSET, "bf16": 22}
+# bfloat16 Conv and MaxPool enter the ONNX standard at opset 22; fp32, fp16 and int8 (QDQ) graphs stay at OPSET
+OPSETS = {"fp32": OPSET, "fp16": OPSET, "bf16": 22, "int8": OPSET}
 FRONT_END_PREFIX = "/frontend/"  # ONNX node names of the log-mel front end (torch module path)
 WORKSPACE_BYTES = 4 << 30
 
@@ -78,14 +79,25 @@ def reduced_onnx(fp32_graph: onnx.ModelProto, precision: str) -> onnx.ModelProto
     return reduce_precision(fp32_graph, precision, FRONT_END_PREFIX)
 
 
-def onnx_path_for(model: str, cache: Path, precision: str = "fp32") -> Path:
-    """The cached ONNX graph of ``model`` in ``precision`` in ``cache``, made on first use (graphs are cheap:
-    seconds on a CPU). The fp16/bf16 graphs are made from the cached float32 export."""
+def onnx_artifact(model: str, cache: Path, precision: str) -> Path:
+    """Where the ONNX graph of ``model`` in ``precision`` lives in ``cache`` (whether or not it is built)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, not {precision!r}")
-    spec = get_spec(model)
-    name = engine_cache.onnx_name(model, spec.weights_sha256, precision, OPSETS[precision])
-    path = engine_cache.artifact_path(cache, name)
+    name = engine_cache.onnx_name(model, get_spec(model).weights_sha256, precision, OPSETS[precision])
+    return engine_cache.artifact_path(cache, name)
+
+
+def onnx_path_for(model: str, cache: Path, precision: str = "fp32") -> Path:
+    """The cached ONNX graph of ``model`` in ``precision`` in ``cache``, made on first use (graphs are cheap:
+    seconds on a CPU). The fp16/bf16 graphs are made from the cached float32 export. The int8 graph needs music
+    to calibrate on, so only ``compile`` makes it (:func:`compile_int8`); here a missing one is an error."""
+    path = onnx_artifact(model, cache, precision)
+    if precision == "int8":
+        if not path.exists():
+            raise BackendUnavailable(
+                f"{model}: no int8 graph in {cache}; build it with `catalogue-tagger compile --model {model} "
+                "--precision int8 --calibration DIR` (DIR: real music to calibrate on)")
+        return path
 
     def build(tmp: Path) -> None:
         if precision == "fp32":
@@ -95,6 +107,27 @@ def onnx_path_for(model: str, cache: Path, precision: str = "fp32") -> Path:
             onnx.save(reduced_onnx(fp32_graph, precision), str(tmp))
 
     return engine_cache.get_or_build(path, build)
+
+
+def compile_int8(model: str, cache: Path, calibration_dir: Path) -> Path:
+    """The static int8 graph of ``model`` calibrated on the music of ``calibration_dir`` (see :mod:`quantize`),
+    with its provenance beside it (``….onnx.json``). Built again only when the calibration set changed."""
+    from catalogue_tagger.inference import quantize
+
+    path = onnx_artifact(model, cache, "int8")
+    files = quantize.calibration_files(calibration_dir)
+    windows = quantize.calibration_windows(model, files)
+    record = quantize.provenance(files, windows)
+    sidecar = path.with_name(path.name + ".json")
+    if path.exists() and sidecar.exists() and json.loads(sidecar.read_text()).get("calibration_sha256") == \
+            record["calibration_sha256"]:
+        return path
+    fp32_path = onnx_path_for(model, cache, "fp32")
+    path.unlink(missing_ok=True)
+    engine_cache.get_or_build(path, lambda tmp: quantize.quantize_int8(fp32_path, tmp, windows, FRONT_END_PREFIX))
+    sidecar.write_text(json.dumps(record, indent=1))
+    logger.info("%s: int8 graph calibrated on %d windows of %d tracks", model, len(windows), len(files))
+    return path
 
 
 def engine_path_for(model: str, cache: Path, precision: str, max_batch: int, device: str = "cuda") -> Path:
@@ -166,6 +199,9 @@ def _clear_tf32(config: "trt.IBuilderConfig") -> None:
 def compile_model(model: str, cache: Path, precision: str, max_batch: int, device: str = "cuda") -> Path:
     """Every artifact of ``model`` for ``precision``: the float32 ONNX export, its fp16/bf16 graph, and the
     TensorRT engine built on ``device`` for batches up to ``max_batch`` (each cached); returns the engine."""
+    if precision == "int8":
+        raise BackendUnavailable(f"{model}: no TensorRT int8 engine: int8 graphs are ONNX Runtime's (uint8 "
+                                 "activations with zero points, which TensorRT does not take); use the onnx backend")
     spec = get_spec(model)
     onnx_path = onnx_path_for(model, cache, precision)
     engine_path = engine_path_for(model, cache, precision, max_batch, device)

@@ -82,6 +82,9 @@ class TensorRTBackend(Backend):
         cls, model: str, cache: Path, precision: str, max_batch: int, device: str = "cuda"
     ) -> "TensorRTBackend":
         """The engine that ``catalogue-tagger compile`` built for these settings; the runtime never builds one."""
+        if precision == "int8":
+            raise BackendUnavailable(f"{model}: TensorRT runs fp32, fp16 and bf16 engines; int8 runs on the onnx "
+                                     "backend")
         path = engine_path(cache, model, get_spec(model).weights_sha256, precision, max_batch, device)
         if not path.exists():
             raise BackendUnavailable(

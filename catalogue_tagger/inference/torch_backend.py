@@ -150,7 +150,8 @@ class TorchBackend(Backend):
         self.precision = precision
         self._autocast = AUTOCAST_DTYPES.get(precision)
         if precision not in ("fp32", *AUTOCAST_DTYPES):
-            raise BackendUnavailable(f"torch backend: no precision {precision!r}; choose fp32, bf16 or fp16")
+            raise BackendUnavailable(f"torch backend: no precision {precision!r}; choose fp32, bf16 or fp16 "
+                                     "(int8 runs on the onnx backend)")
         self._pool: ThreadPoolExecutor | None = None
         if device.startswith("cuda"):
             self.device = cuda_device(device)

@@ -174,6 +174,30 @@ def test_precision_is_part_of_the_model_version(store: Store, tmp_path: Path, au
     assert current() == (fp32_precision, fp32_scores)
 
 
+def test_an_int8_run_stores_its_own_model_version(store: Store, tmp_path: Path, audio_fixtures: Path) -> None:
+    """`compile --precision int8` calibrates on real music; `tag --precision int8` runs that graph in ONNX Runtime
+    and its scores are a model version of their own."""
+    from catalogue_tagger.inference.compile import compile_int8
+
+    folder = tmp_path / "one"
+    folder.mkdir()
+    shutil.copy2(audio_fixtures / "excerpt.ogg", folder / "excerpt.ogg")
+    settings = replace(INLINE, models=("samplecnn-mtt",), engine_cache=tmp_path / "engines")
+    compile_int8("samplecnn-mtt", settings.engine_dir, audio_fixtures)
+    tag(FolderStore(folder), store, settings)
+    tag(FolderStore(folder), store, replace(settings, precision="int8"), force=True)
+    with store.engine.connect() as conn:
+        scores = dict(conn.exec_driver_sql(
+            "SELECT m.precision, array_agg(tt.score ORDER BY tt.tag) FROM track_tags tt JOIN models m USING (model_id) "
+            "WHERE m.name = 'samplecnn-mtt' GROUP BY m.precision").all())
+        runs = conn.exec_driver_sql("SELECT precision, backends FROM runs ORDER BY run_id").all()
+        current = conn.exec_driver_sql("SELECT precision FROM current_models WHERE name = 'samplecnn-mtt'").scalar_one()
+    assert [tuple(r) for r in runs] == [("fp32", {"samplecnn-mtt": "onnx"}), ("int8", {"samplecnn-mtt": "onnx"})]
+    assert set(scores) == {"fp32", "int8"} and current == "int8"
+    fp32, int8 = np.array(scores["fp32"]), np.array(scores["int8"])
+    assert len(fp32) == len(int8) == 50 and 0 < np.abs(fp32 - int8).max() < 0.05
+
+
 def _runs(store: Store) -> list[tuple[Any, ...]]:
     with store.engine.connect() as conn:
         return [tuple(r) for r in conn.exec_driver_sql(
