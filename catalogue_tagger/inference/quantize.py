@@ -36,6 +36,7 @@ from catalogue_tagger.decode import decode_all
 from catalogue_tagger.errors import TaggerError
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
+from catalogue_tagger.sources.base import AUDIO_EXTENSIONS, is_audio_name
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,6 @@ CALIBRATION_TRACKS = 24
 WINDOWS_PER_TRACK = 4
 CALIBRATION_SECONDS = 180.0  # decoded per calibration track (its windows are drawn from these)
 CALIBRATION_BATCH = 8
-AUDIO_SUFFIXES = (".mp3", ".ogg", ".opus", ".flac", ".m4a", ".wav", ".aiff", ".aif")
 WEIGHTED_OPS = ("Conv", "Gemm", "MatMul")
 
 
@@ -57,9 +57,9 @@ def calibration_files(folder: Path, tracks: int = CALIBRATION_TRACKS) -> list[Pa
     """Up to ``tracks`` audio files under ``folder`` (recursively, through linked folders too), evenly spread over
     their sorted list."""
     found = sorted(Path(root) / name for root, _, names in os.walk(folder, followlinks=True) for name in names
-                   if name.lower().endswith(AUDIO_SUFFIXES))
+                   if is_audio_name(name))
     if not found:
-        raise CalibrationError(f"no audio files ({', '.join(AUDIO_SUFFIXES)}) under {folder}")
+        raise CalibrationError(f"no audio files ({', '.join(sorted(AUDIO_EXTENSIONS))}) under {folder}")
     step = max(1, len(found) // tracks)
     return found[::step][:tracks]
 
