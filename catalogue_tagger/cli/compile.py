@@ -1,5 +1,6 @@
 """``catalogue-tagger compile --model NAME``: build every artifact of a model into the engine cache: the ONNX
-graph, its fp16/bf16 graph, and the TensorRT engine."""
+graph, its fp16/bf16 graph, and the TensorRT engine; with ``--precision int8 --calibration DIR``, the int8 QDQ
+graph calibrated on that music."""
 
 from __future__ import annotations
 
