@@ -93,6 +93,9 @@ def convert(wheel: Path | None, out: Path | None) -> None:
               help="Weight of the embedding loss (MSE over the teacher embedding's variance) beside the tag BCE.")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from these SampleCNN weights (safetensors), e.g. the previous version's.")
+@click.option("--projection-fit-windows", default=0, show_default=True,
+              help="With --embedding-teacher: start a new projection at a least-squares fit on this many windows "
+                   "per training track (0: at the teacher's mean embedding).")
 @click.option("--held-apart", default="", help="Comma-separated packages kept out of training and validation.")
 @click.option("--max-track-s", type=float, default=None, help="Decode only the first seconds of each track.")
 @click.option("--val-windows-per-track", default=16, show_default=True,
@@ -102,7 +105,7 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
                            cache_dir: Path | None, batch_size: int, lr: float, lr_schedule: str, seed: int,
                            precision: str, crops_per_track: int, baseline: bool, teachers: str,
                            embedding_teacher: str, embedding_weight: float, init_weights: Path | None,
-                           held_apart: str, max_track_s: float | None, val_windows_per_track: int) -> None:
+                           projection_fit_windows: int, held_apart: str, max_track_s: float | None, val_windows_per_track: int) -> None:
     """Distil spectrogram taggers into SampleCNN (samplecnn-mtt) on the training corpus.
 
     Example: catalogue-tagger models train-waveform --corpus corpus/ --out run/ --epochs 30 --resume
@@ -125,6 +128,7 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
                              precision=precision, crops_per_track=crops_per_track, device=device,
                              teachers=names(teachers), embedding_teacher=embedding_teacher,
                              embedding_weight=embedding_weight, init_weights=str(init_weights or ""),
+                             projection_fit_windows=projection_fit_windows,
                              held_apart=names(held_apart), max_track_s=max_track_s,
                              val_windows_per_track=val_windows_per_track)
     with user_errors(), TrainingProgress() as progress:

@@ -25,9 +25,10 @@ from scipy.stats import rankdata, spearmanr
 from catalogue_tagger.training.data import Floats, TrackSet, crop, eval_starts
 
 TOP_K = 3
-#: acceptance thresholds on validation tracks
-MIN_MACRO_ROC_AUC = 0.85
-MIN_MEDIAN_SPEARMAN = 0.7
+#: acceptance thresholds on validation tracks, against the teacher ensemble (0.85 and 0.7 until the version with
+#: embedding distillation)
+MIN_MACRO_ROC_AUC = 0.93
+MIN_MEDIAN_SPEARMAN = 0.93
 
 # waves[B, window] -> probs[B, n_labels], or (probs, embedding[B, E]) from a scorer that also embeds
 WindowScorer = Callable[[Floats], "Floats | tuple[Floats, Floats]"]

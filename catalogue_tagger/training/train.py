@@ -25,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -33,7 +34,7 @@ from catalogue_tagger.models import samplecnn
 from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import get_spec
-from catalogue_tagger.training.data import Floats, TrackSet, embedding_batch, make_batch, plan_epoch
+from catalogue_tagger.training.data import TrackSet, crop, embedding_batch, eval_starts, make_batch, plan_epoch
 from catalogue_tagger.training.evaluate import evaluate_model
 from catalogue_tagger.training.targets import TEACHERS
 
@@ -41,6 +42,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "samplecnn-mtt"
 WINDOW = samplecnn.WINDOW
+RIDGE = 1e-3  # ridge of the projection's initial fit, relative to the features' mean variance
 
 
 @dataclass(frozen=True)
@@ -60,6 +62,7 @@ class TrainConfig:
     embedding_teacher: str = ""  # "": no embedding distillation; else a teacher with an embedding output
     embedding_weight: float = 1.0  # weight of the (variance-normalised) embedding loss beside the tag BCE
     init_weights: str = ""  # safetensors of a SampleCNN to start from ("": random initialisation)
+    projection_fit_windows: int = 0  # > 0: a fresh projection starts at a ridge fit on this many windows per track
     held_apart: tuple[str, ...] = ()  # packages neither trained nor validated on (corpus option)
     max_track_s: float | None = None  # the first seconds of each track only (corpus option)
 
@@ -103,9 +106,11 @@ def new_student(seed: int, embedding_size: int = samplecnn.EMBEDDING_SIZE) -> sa
     return samplecnn.build(samplecnn.samplecnn_spec(MODEL_NAME, MTT_LABELS, embedding_size=embedding_size))
 
 
-def initial_student(config: TrainConfig, embedding_mean: Floats | None = None) -> samplecnn.WaveformTagger:
+def initial_student(config: TrainConfig, data: TrackSet | None = None) -> samplecnn.WaveformTagger:
     """The student before its first epoch: seeded initialisation, then ``config.init_weights`` where given (only
-    the projection may be missing from them); a fresh projection's bias starts at the teacher's mean embedding."""
+    the projection may be missing from them). A fresh projection starts at the teacher's mean embedding of
+    ``data`` (its bias), or, with ``config.projection_fit_windows`` > 0, at the least-squares fit of the teacher's
+    embedding on the initial student's features (:func:`fit_projection`)."""
     from safetensors.torch import load_file
 
     model = new_student(config.seed, config.embedding_size)
@@ -117,11 +122,41 @@ def initial_student(config: TrainConfig, embedding_mean: Floats | None = None) -
         fresh_projection = bool(result.missing_keys)
     else:
         fresh_projection = True
-    projection = model.net.projection
-    if projection is not None and fresh_projection and embedding_mean is not None:
-        with torch.no_grad():
-            projection.bias.copy_(torch.from_numpy(embedding_mean))
+    if model.net.projection is not None and fresh_projection and data is not None and data.has_embeddings:
+        if config.projection_fit_windows:
+            fit_projection(model, data, config)
+        else:
+            with torch.no_grad():
+                model.net.projection.bias.copy_(torch.from_numpy(data.embedding_stats()[0]))
     return model
+
+
+@torch.no_grad()
+def fit_projection(model: samplecnn.WaveformTagger, data: TrackSet, config: TrainConfig) -> float:
+    """Set the projection to the ridge regression of the teacher's window embeddings on the student's features
+    (eval mode, ``config.projection_fit_windows`` evenly spread windows per track); returns the fit's loss
+    (mean squared error over the teacher embedding's mean variance) on those windows."""
+    projection = model.net.projection
+    if projection is None:
+        raise ValueError("the student has no projection to fit")
+    rows = [(i, int(s)) for i, w in enumerate(data.waves)
+            for s in eval_starts(len(w), WINDOW, config.projection_fit_windows)]
+    model.eval()
+    features = torch.cat([
+        model.net.embed(torch.from_numpy(np.stack([crop(data.waves[i], s, WINDOW) for i, s in rows[b : b + 32]])))
+        for b in range(0, len(rows), 32)
+    ]).double()
+    targets = torch.from_numpy(np.stack([data.targets[i].embedding_window(s, WINDOW) for i, s in rows])).double()
+    x_mean, y_mean = features.mean(dim=0), targets.mean(dim=0)
+    xc, yc = features - x_mean, targets - y_mean
+    gram = xc.T @ xc
+    ridge = max(RIDGE * float(torch.trace(gram)) / gram.shape[0], 1e-6)  # a floor for a single window
+    weight = torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)  # [512, E]
+    projection.weight.copy_(weight.T.float())
+    projection.bias.copy_((y_mean - x_mean @ weight).float())
+    loss = float(((features @ weight + y_mean - x_mean @ weight - targets) ** 2).mean() / targets.var(dim=0).mean())
+    logger.info("projection fitted on %d windows: normalised loss %.4f", len(rows), loss)
+    return loss
 
 
 def save_weights(model: Tagger, path: Path) -> str:
@@ -186,12 +221,14 @@ def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: Train
     hooks = hooks or TrainingHooks()
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "checkpoints" / "last.pt"
-    embedding_mean, embedding_scale = train_data.embedding_stats() if config.embedding_teacher else (None, 1.0)
-    model = initial_student(config, embedding_mean).to(config.device)
+    embedding_scale = train_data.embedding_stats()[1] if config.embedding_teacher else 1.0
+    resuming = resume and last.exists()
+    model = (new_student(config.seed, config.embedding_size) if resuming else initial_student(config, train_data))
+    model = model.to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[EpochRecord] = []
     best_loss = float("inf")
-    if resume and last.exists():
+    if resuming:
         state = torch.load(last, map_location=config.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])

@@ -17,7 +17,8 @@ from catalogue_tagger.training.data import TrackSet, eval_starts, make_batch, pl
 from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer, roc_auc, tag_metrics, top_k_labels
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TrackTargets, WindowMeans
-from catalogue_tagger.training.train import (WINDOW, TrainConfig, epoch_lr, initial_student, new_student, save_weights,
+from catalogue_tagger.training.train import (WINDOW, TrainConfig, epoch_lr, fit_projection, initial_student, new_student,
+                                             save_weights,
                                              train)
 
 PATCH_HOP, PATCH_PAD = 47872, 256
@@ -191,13 +192,16 @@ def test_warm_start_keeps_the_trunk_and_adds_a_projection_at_the_teacher_mean(da
                                                                               tmp_path: Path) -> None:
     previous = new_student(7)  # the 512-d student of an earlier version
     save_weights(previous, tmp_path / "old.safetensors")
-    mean = np.linspace(-1, 1, 200).astype(np.float32)
+    train_set = with_embeddings(data[0], 0)
     config = TrainConfig(embedding_teacher="musicnn-mtt", init_weights=str(tmp_path / "old.safetensors"))
-    student = initial_student(config, mean)
+    student = initial_student(config, train_set)
     old, new = previous.state_dict(), student.state_dict()
     assert set(new) - set(old) == {"net.projection.weight", "net.projection.bias"} and set(old) <= set(new)
     assert all(torch.equal(old[k], new[k]) for k in old)
-    np.testing.assert_array_equal(new["net.projection.bias"].numpy(), mean)
+    np.testing.assert_array_equal(new["net.projection.bias"].numpy(), train_set.embedding_stats()[0])
+    # fitted: the projection predicts the teacher's embedding of the training windows far better than its mean
+    fitted = initial_student(TrainConfig(**{**config.__dict__, "projection_fit_windows": 2}), train_set)
+    assert fit_projection(fitted, train_set, TrainConfig(**{**config.__dict__, "projection_fit_windows": 2})) < 0.05
     with pytest.raises(ValueError, match="does not fit the student"):  # a projected student into a 512-d one
         initial_student(TrainConfig(init_weights=str(save_projected(tmp_path))), None)
     with pytest.raises(ValueError, match="has no embedding output"):

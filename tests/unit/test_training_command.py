@@ -10,10 +10,12 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from catalogue_tagger.cli import main
 from catalogue_tagger.training.corpus import Corpus
-from catalogue_tagger.training.targets import TEACHERS, taggram_path
+from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR
+from catalogue_tagger.training.targets import TEACHERS, embedding_path, taggram_path
 
 
 @pytest.fixture(scope="module")
@@ -55,3 +57,28 @@ def test_train_waveform_command(corpus_dir: Path, tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert [e["epoch"] for e in report["epochs"]] == [1, 2] and "selected epoch" in result.output
     assert report["best_epoch_all_windows"]["epoch"] == report["best_epoch"]["epoch"]
+
+
+def test_train_waveform_with_an_embedding_teacher_and_held_apart_package(corpus_dir: Path, tmp_path: Path) -> None:
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["models", "train-waveform", "--corpus", str(corpus_dir), "--out", str(out), "--cache", str(cache),
+            "--epochs", "1", "--batch-size", "2", "--teachers", "musicnn-mtt,fcn-mtt",
+            "--embedding-teacher", "musicnn-mtt", "--projection-fit-windows", "1", "--held-apart", "lugaru-data",
+            "--max-track-s", "4", "--init", str(WEIGHTS_DIR / "samplecnn-mtt.safetensors")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    corpus = Corpus.open(cache)
+    assert [t.track_id for t in corpus.split("held_apart")] == ["lugaru-data/c.ogg"]
+    assert [len(corpus.split(s)) for s in ("train", "validation")] == [1, 1]
+    assert all(t.samples == 64000 for t in corpus.tracks)  # the first 4 s of each 4.5 s track
+    held = corpus.split("held_apart")[0]
+    assert embedding_path(corpus, "musicnn-mtt", held).exists() and not taggram_path(corpus, "fcn-mtt", held).exists()
+    assert np.load(embedding_path(corpus, "musicnn-mtt", held)).shape == (2, 200)  # two musicnn patches of 200-d
+    report = json.loads((out / "report.json").read_text())
+    assert report["teachers"] == ["musicnn-mtt", "fcn-mtt"] and report["embedding_teacher"] == "musicnn-mtt"
+    assert report["init_weights_sha256"] == SPECS["samplecnn-mtt"].weights_sha256
+    assert {"embedding_loss", "median_embedding_cosine"} <= set(report["best_epoch_all_windows"])
+    assert load_file(str(out / "samplecnn-mtt.safetensors"))["net.projection.weight"].shape == (200, 512)
+    result = CliRunner().invoke(main, [*args[:4], "--out", str(tmp_path / "other"), "--cache", str(cache),
+                                       "--max-track-s", "3"])
+    assert result.exit_code == 2 and "capped at 4.0 s" in result.output
