@@ -42,7 +42,7 @@ logger = logging.getLogger(__name__)
 
 MODEL_NAME = "samplecnn-mtt"
 WINDOW = samplecnn.WINDOW
-RIDGE = 1e-3  # ridge of the projection's initial fit, relative to the features' mean variance
+RIDGE = 0.1  # ridge of the projection's initial fit, relative to the features' mean variance
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,7 @@ def fit_projection(model: samplecnn.WaveformTagger, data: TrackSet, config: Trai
     weight = torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)  # [512, E]
     projection.weight.copy_(weight.T.float())
     projection.bias.copy_((y_mean - x_mean @ weight).float())
-    loss = float(((features @ weight + y_mean - x_mean @ weight - targets) ** 2).mean() / targets.var(dim=0).mean())
+    loss = float(((features @ weight + y_mean - x_mean @ weight - targets) ** 2).mean() / targets.var(dim=0, correction=0).mean().clamp_min(1e-12))
     logger.info("projection fitted on %d windows: normalised loss %.4f", len(rows), loss)
     return loss
 
