@@ -45,7 +45,8 @@ def load_student(path: Path) -> torch.nn.Module:
 def track_embeddings(model: torch.nn.Module, data: TrackSet, batch_size: int) -> np.ndarray:
     """``(tracks, E)``: the mean of the student's embeddings over each track's non-overlapping windows."""
     scores = score_windows(torch_scorer(model), data, WINDOW, batch_size=batch_size)
-    assert scores.embeddings is not None
+    if scores.embeddings is None:
+        raise ValueError("the student has no embedding output")
     track_of = scores.track_of
     return np.stack([scores.embeddings[track_of == i].astype(np.float64).mean(axis=0) for i in range(len(data))])
 
