@@ -4,6 +4,7 @@ For each student (a name and a SampleCNN safetensors file; its embedding size is
 
 1. on every window of the validation tracks (never trained on): macro ROC-AUC and median Spearman against the
    teacher ensemble, and against each teacher alone (:mod:`catalogue_tagger.training.evaluate`);
+   (each teacher alone against the ensemble too, for scale);
 2. on the held-apart packages (neither trained nor validated on): precision@5 by package and a cross-validated
    logistic regression's accuracy from its track-mean embedding, beside the same figures from the embedding
    teacher's embedding on the same tracks (:mod:`catalogue_tagger.training.embedding_check`).
@@ -28,7 +29,7 @@ from catalogue_tagger.models.samplecnn import EMBEDDING_SIZE, WINDOW
 from catalogue_tagger.training.corpus import Corpus
 from catalogue_tagger.training.data import TrackSet
 from catalogue_tagger.training.embedding_check import embedding_figures
-from catalogue_tagger.training.evaluate import score_windows, scores_metrics, torch_scorer
+from catalogue_tagger.training.evaluate import score_windows, scores_metrics, tag_metrics, torch_scorer
 from catalogue_tagger.training.train import new_student
 
 BRIEF = ("macro_roc_auc", "median_spearman", "mean_spearman", "loss", "n_windows", "n_tracks", "n_tags_scored")
@@ -75,6 +76,12 @@ def main() -> None:
         "held_apart": {"packages": sorted(set(labels)), "tracks": len(labels),
                        "hours": round(corpus.hours("held_apart"), 3),
                        embedding_teacher: embedding_figures(teacher_embeddings, labels)},
+        "teacher_alone_vs_ensemble": {
+            t: {k: v for k, v in tag_metrics(np.stack([x.track_mean for x in val[t].targets]),
+                                             np.stack([x.track_mean for x in val["ensemble"].targets])).items()
+                if k in BRIEF}
+            for t in teachers
+        },
         "students": {},
     }
     for spec in args.student:
