@@ -1,5 +1,6 @@
 """What a second of audio costs each tagger: floating-point operations (counted by torch's FlopCounterMode on one
-segment) and CPU time (inference only, random full batches, through the library's backends).
+segment) and wall time on the CPU (inference only, random full batches, through the library's backends, with
+their default threads).
 
 A segment covers ``spec.hop`` new samples (musicnn: 47872 = 2.99 s; SampleCNN: 59049 = 3.69 s), so
 cost per second of audio = cost per segment / (hop / 16000).
