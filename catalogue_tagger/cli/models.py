@@ -85,23 +85,52 @@ def convert(wheel: Path | None, out: Path | None) -> None:
 @click.option("--crops-per-track", default=0, show_default=True,
               help="At most this many random crops per track and epoch (one per 59049 samples of audio; 0: no cap).")
 @click.option("--baseline", is_flag=True, help="Also fit the random-weights baseline once (OUT/baseline.json).")
+@click.option("--teachers", default="musicnn-mtt,vgg-mtt", show_default=True,
+              help="Comma-separated taggers whose mean sigmoid is the tag target.")
+@click.option("--embedding-teacher", default="", help="Also train a projection of the student's feature to predict "
+              "this tagger's embedding (e.g. musicnn-mtt, 200-d); the projection becomes the student's embedding.")
+@click.option("--embedding-weight", default=1.0, show_default=True,
+              help="Weight of the embedding loss (MSE over the teacher embedding's variance) beside the tag BCE.")
+@click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
+              help="Start from these SampleCNN weights (safetensors), e.g. the previous version's.")
+@click.option("--projection-fit-windows", default=0, show_default=True,
+              help="With --embedding-teacher: start a new projection at a least-squares fit on this many windows "
+                   "per training track (0: at the teacher's mean embedding).")
+@click.option("--held-apart", default="", help="Comma-separated packages kept out of training and validation.")
+@click.option("--max-track-s", type=float, default=None, help="Decode only the first seconds of each track.")
+@click.option("--val-windows-per-track", default=16, show_default=True,
+              help="Validation windows per track each epoch (evenly spread; 0: all). The selected weights are "
+                   "scored on every window at the end.")
 def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device: str, resume: bool,
                            cache_dir: Path | None, batch_size: int, lr: float, lr_schedule: str, seed: int,
-                           precision: str, crops_per_track: int, baseline: bool) -> None:
-    """Distil musicnn-mtt and vgg-mtt into SampleCNN (samplecnn-mtt) on the training corpus.
+                           precision: str, crops_per_track: int, baseline: bool, teachers: str,
+                           embedding_teacher: str, embedding_weight: float, init_weights: Path | None,
+                           projection_fit_windows: int, held_apart: str, max_track_s: float | None, val_windows_per_track: int) -> None:
+    """Distil spectrogram taggers into SampleCNN (samplecnn-mtt) on the training corpus.
 
     Example: catalogue-tagger models train-waveform --corpus corpus/ --out run/ --epochs 30 --resume
     """
     import logging
 
+    from catalogue_tagger.models.registry import get_spec
     from catalogue_tagger.training.progress import TrainingProgress
     from catalogue_tagger.training.run import train_waveform
     from catalogue_tagger.training.train import TrainConfig
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
-                         precision=precision, crops_per_track=crops_per_track,
-                         device=device)
+    def names(value: str) -> tuple[str, ...]:
+        return tuple(n.strip() for n in value.split(",") if n.strip())
+
+    with user_errors():
+        for name in names(teachers) + names(embedding_teacher):
+            get_spec(name)  # an unknown tagger is a usage error, before any decoding
+        config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
+                             precision=precision, crops_per_track=crops_per_track, device=device,
+                             teachers=names(teachers), embedding_teacher=embedding_teacher,
+                             embedding_weight=embedding_weight, init_weights=str(init_weights or ""),
+                             projection_fit_windows=projection_fit_windows,
+                             held_apart=names(held_apart), max_track_s=max_track_s,
+                             val_windows_per_track=val_windows_per_track)
     with user_errors(), TrainingProgress() as progress:
         report = train_waveform(corpus_dir, out_dir, config, cache_dir=cache_dir, resume=resume,
                                 baseline=baseline, hooks=progress)

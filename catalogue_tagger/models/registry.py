@@ -61,13 +61,16 @@ SPECS: dict[str, ModelSpec] = {
     )
 }
 
-# Trained here: SampleCNN distilled from musicnn-mtt and vgg-mtt on freely licensed music (docs/waveform-tagger.md).
+# Trained here: SampleCNN distilled from musicnn-mtt and fcn-mtt (tags) and musicnn-mtt's embedding (through a
+# projection used in training only), on freely licensed music (docs/waveform-tagger.md). A new hash is a new model
+# version: rows of the previous one (f21a571c...) stay in Postgres under their own version.
 SPECS["samplecnn-mtt"] = samplecnn.samplecnn_spec(
-    "samplecnn-mtt", MTT_LABELS, "f21a571cc3ba80ec9e84d6207de476cd2919906a58b68102f5a43cc4e3a66322",
+    "samplecnn-mtt", MTT_LABELS, "be51e2172538e36b5c688ed1897ae644d961e8da701a164aa77ba96d139460be",
     default=True, licence="MIT",
-    attribution="catalogue-tagger; teachers musicnn-mtt and vgg-mtt (musicnn 0.1.0, ISC, Music Technology Group, UPF)",
-    source="catalogue-tagger models train-waveform on 6.15 h of Debian game music (model card: "
-           "docs/waveform-tagger.md)",
+    attribution="catalogue-tagger; teachers musicnn-mtt (musicnn 0.1.0, ISC, Music Technology Group, UPF) and "
+                "fcn-mtt (sota-music-tagging-models, MIT, Minz Won / Music Technology Group, UPF)",
+    source="catalogue-tagger models train-waveform on 9.83 h of Debian game music, started from the previous "
+           "version's weights (model card: docs/waveform-tagger.md)",
 )
 
 # Won et al. (SMC 2020), MIT: converted from ../shared/weights/sota-mtat (manifest-sota-mtat.json)

@@ -5,7 +5,9 @@ files and ``COPYRIGHT``) plus ``SOURCES.txt``. :func:`prepare` decodes every tra
 :func:`catalogue_tagger.decode.decode_all` and stores it as float16 ``.npy`` under ``CACHE/wave/`` (about
 115 MB per hour of music), then writes ``CACHE/index.json``: one entry per track with its package, sample
 count and split. The split is by track (never segments of one track on both sides), stratified by package,
-and depends only on the seed and the track names.
+and depends only on the seed and the track names. Whole packages can be held apart (split ``held_apart``:
+neither trained on nor validated on, kept for checking the embedding on music of unseen sources), and each
+track can be capped to its first ``max_track_s`` seconds (the cap is part of the cache's index).
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ TRAINING_PACKAGES: dict[str, str] = {
     "openclonk-data": "orchestral/folk", "lugaru-data": "ambient",
 }
 AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac")
-SPLITS = ("train", "validation")
+SPLITS = ("train", "validation", "held_apart")
 
 
 class CorpusError(TaggerError):
@@ -49,7 +51,7 @@ class CorpusTrack:
     track_id: str  # "<package>/<file name>", stable across machines
     package: str
     samples: int  # 16 kHz mono samples in the cache
-    split: str  # "train" | "validation"
+    split: str  # "train" | "validation" | "held_apart"
 
     @property
     def duration_s(self) -> float:
@@ -141,11 +143,31 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
     tmp.replace(path)
 
 
+def read_index(cache_dir: Path) -> dict[str, object] | None:
+    """``CACHE/index.json`` as written by :func:`prepare`, or None before the first run."""
+    path = cache_dir / "index.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
 def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, seed: int = 0,
+            held_apart: Sequence[str] = (), max_track_s: float | None = None,
             on_track: Callable[[str], None] | None = None) -> Corpus:
-    """Decode every track of ``audio_dir`` into ``cache_dir`` (once) and write the index with the split."""
+    """Decode every track of ``audio_dir`` into ``cache_dir`` (once) and write the index with the split.
+
+    Tracks of the ``held_apart`` packages get the split ``held_apart``; the others are split by track.
+    ``max_track_s`` keeps the first seconds of each track; a cache decoded with another cap is refused.
+    """
+    previous = read_index(cache_dir)
+    if previous is not None and previous.get("max_track_s") != max_track_s:
+        raise CorpusError(f"{cache_dir} holds tracks capped at {previous.get('max_track_s')} s, not {max_track_s} s; "
+                          "use another cache folder")
+    unknown = sorted(set(held_apart) - set(TRAINING_PACKAGES))
+    if unknown:
+        raise CorpusError(f"held-apart packages {unknown} are not training packages")
     files = discover(audio_dir)
-    split = split_by_track(((f"{pkg}/{path.name}", pkg) for pkg, path in files), val_fraction, seed)
+    split = split_by_track(((f"{pkg}/{path.name}", pkg) for pkg, path in files if pkg not in held_apart),
+                           val_fraction, seed)
+    split |= {f"{pkg}/{path.name}": "held_apart" for pkg, path in files if pkg in held_apart}
     tracks: list[CorpusTrack] = []
     for package, path in files:
         track_id = f"{package}/{path.name}"
@@ -156,7 +178,7 @@ def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, see
         else:
             try:
                 with path.open("rb") as fileobj:
-                    wave, _ = decode_all(fileobj, name=str(path))
+                    wave, _ = decode_all(fileobj, max_duration_s=max_track_s, name=str(path))
             except TaggerError as exc:
                 logger.warning("skipping %s: %s (%s)", track_id, exc, exc.kind)
                 continue
@@ -166,7 +188,7 @@ def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, see
         if on_track:
             on_track(track_id)
     index = {"audio_dir": str(audio_dir), "val_fraction": val_fraction, "seed": seed,
-             "tracks": [asdict(t) for t in tracks]}
+             "held_apart": sorted(held_apart), "max_track_s": max_track_s, "tracks": [asdict(t) for t in tracks]}
     tmp = cache_dir / f"index.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(index, indent=1))
     tmp.replace(cache_dir / "index.json")

@@ -27,10 +27,21 @@ class TrackSet:
     targets: tuple[TrackTargets, ...]
 
     @classmethod
-    def load(cls, corpus: Corpus, split: str, teachers: Sequence[str] = TEACHERS) -> TrackSet:
+    def load(cls, corpus: Corpus, split: str, teachers: Sequence[str] = TEACHERS,
+             embedding_teacher: str | None = None) -> TrackSet:
         tracks = tuple(corpus.split(split))
         return cls(tracks, tuple(np.asarray(corpus.waveform(t)) for t in tracks),
-                   tuple(TrackTargets.load(corpus, t, teachers) for t in tracks))
+                   tuple(TrackTargets.load(corpus, t, teachers, embedding_teacher) for t in tracks))
+
+    @property
+    def has_embeddings(self) -> bool:
+        return all(t.embedding is not None for t in self.targets) and len(self) > 0
+
+    def embedding_stats(self) -> tuple[Floats, float]:
+        """Mean teacher embedding over every teacher window of these tracks, ``(E,)``, and the mean per-dimension
+        variance (the scale the embedding loss is divided by)."""
+        values = np.concatenate([t.embedding.values for t in self.targets if t.embedding is not None])
+        return values.mean(axis=0).astype(np.float32), float(values.var(axis=0).mean())
 
     def __len__(self) -> int:
         return len(self.tracks)
@@ -89,6 +100,13 @@ def make_batch(data: TrackSet, plan: EpochPlan, rows: slice, window: int) -> tup
     x *= (plan.gain[rows] * plan.sign[rows])[:, None]
     y = np.stack([data.targets[plan.track[i]].window(int(plan.start[i]), window) for i in idx])
     return x, y
+
+
+def embedding_batch(data: TrackSet, plan: EpochPlan, rows: slice, window: int) -> Floats:
+    """``(B, E)``: the embedding teacher's mean embedding over each planned crop (gain and polarity do not apply:
+    the teacher's embedding of a louder or inverted crop is taken to be the same)."""
+    idx = range(*rows.indices(len(plan)))
+    return np.stack([data.targets[plan.track[i]].embedding_window(int(plan.start[i]), window) for i in idx])
 
 
 def eval_starts(samples: int, window: int, max_windows: int = 0) -> npt.NDArray[np.int64]:

@@ -16,7 +16,7 @@ def report_data(history: list[EpochRecord], *, corpus: dict[str, Any], config: d
                 baseline: dict[str, Any] | None, meta: dict[str, Any], final: dict[str, Any] | None = None
                 ) -> dict[str, Any]:
     """``final``: the selected epoch on every validation window; when given, acceptance is judged on it."""
-    best = min(history, key=lambda r: r.val["loss"]) if history else None
+    best = min(history, key=lambda r: r.val.get("objective", r.val["loss"])) if history else None
     return {
         **meta,
         "corpus": corpus,
@@ -43,9 +43,15 @@ def plot(history: list[EpochRecord], baseline: dict[str, Any] | None, path: Path
     fig, (ax_loss, ax_metric) = plt.subplots(1, 2, figsize=(11, 4))
     ax_loss.plot(epochs, [r.train_loss for r in history], "o-", label="train (augmented crops)")
     ax_loss.plot(epochs, [r.val["loss"] for r in history], "s-", label="validation")
+    if all("embedding_loss" in r.val for r in history):
+        ax_embed = ax_loss.twinx()
+        ax_embed.plot(epochs, [r.val["embedding_loss"] for r in history], "^--", color="C2",
+                      label="validation embedding loss (right)")
+        ax_embed.set(ylabel="embedding MSE / teacher variance")
+        ax_embed.legend(loc="upper center")
     if baseline:
         ax_loss.axhline(baseline["loss"], color="grey", ls=":", label="random-weights baseline (val)")
-    ax_loss.set(xlabel="epoch", ylabel="BCE vs teacher soft targets", title="Loss")
+    ax_loss.set(xlabel="epoch", ylabel="tag BCE vs teacher soft targets", title="Loss")
     ax_loss.legend()
     ax_metric.plot(epochs, [r.val["macro_roc_auc"] for r in history], "o-", color="C0", label="macro ROC-AUC")
     ax_metric.plot(epochs, [r.val["median_spearman"] for r in history], "s-", color="C1", label="median Spearman")

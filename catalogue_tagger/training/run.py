@@ -6,12 +6,14 @@ Every step reuses what an earlier run left: decoded tracks, taggrams, ``OUT/base
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import platform
 import time
 from dataclasses import asdict
 from datetime import datetime, timezone
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -36,13 +38,23 @@ def device_description(device: str) -> str:
 
 
 def prepare_corpus(corpus_dir: Path, cache_dir: Path, *, seed: int = 0, val_fraction: float = 0.15,
-                   device: str = "cpu") -> Corpus:
-    """Decode (once) and compute the teacher taggrams (once) of every corpus track."""
-    corpus = prepare(corpus_dir, cache_dir, val_fraction=val_fraction, seed=seed,
-                     on_track=lambda t: logger.debug("decoded %s", t))
+                   device: str = "cpu", teachers: Sequence[str] = TEACHERS, embedding_teacher: str = "",
+                   held_apart: Sequence[str] = (), max_track_s: float | None = None) -> Corpus:
+    """Decode (once) and compute the teacher outputs (once): the tag teachers on the training and validation
+    tracks, the embedding teacher on every track (held-apart ones included, for the embedding check)."""
+    corpus = prepare(corpus_dir, cache_dir, val_fraction=val_fraction, seed=seed, held_apart=held_apart,
+                     max_track_s=max_track_s, on_track=lambda t: logger.debug("decoded %s", t))
     logger.info("corpus: %s", json.dumps(corpus.summary()))
-    compute_targets(corpus, TEACHERS, device, on_track=lambda m, t: logger.debug("%s taggram of %s", m, t))
+    progress = lambda m, t: logger.debug("%s outputs of %s", m, t)  # noqa: E731
+    compute_targets(corpus, teachers, device, on_track=progress,
+                    tracks=corpus.split("train") + corpus.split("validation"))
+    if embedding_teacher:
+        compute_targets(corpus, [embedding_teacher], device, on_track=progress)
     return corpus
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def read_run_file(out_dir: Path, name: str) -> dict[str, Any] | None:
@@ -51,8 +63,8 @@ def read_run_file(out_dir: Path, name: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSet, config: TrainConfig
-                      ) -> dict[str, Any]:
+def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSet, config: TrainConfig,
+                      embedding_scale: float | None = None) -> dict[str, Any]:
     """The selected weights (``OUT/samplecnn-mtt.safetensors``, their record ``selected`` from ``OUT/best.json``)
     on every validation window, into ``OUT/final.json``.
 
@@ -62,10 +74,10 @@ def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSe
     from safetensors.torch import load_file
 
     weights = out_dir / f"{MODEL_NAME}.safetensors"
-    model = new_student(config.seed)
+    model = new_student(config.seed, config.embedding_size)
     model.load_state_dict(load_file(str(weights)), strict=True)
     metrics = evaluate_model(model.to(config.device), val_data, WINDOW, config.device, max_windows=0,
-                             batch_size=config.batch_size)
+                             batch_size=config.batch_size, embedding_scale=embedding_scale)
     final = {"epoch": selected["epoch"], "weights_sha256": selected["weights_sha256"], **metrics}
     (out_dir / "final.json").write_text(json.dumps(final, indent=1))
     logger.info("selected weights (epoch %d) on every validation window: %s", selected["epoch"], json.dumps(metrics))
@@ -77,8 +89,12 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
                    ) -> dict[str, Any] | None:
     """Run the whole recipe; returns the report (None when no epoch has been trained yet)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    corpus = prepare_corpus(corpus_dir, cache_dir or corpus_dir / ".cache", seed=config.seed, device=config.device)
-    train_data, val_data = TrackSet.load(corpus, "train"), TrackSet.load(corpus, "validation")
+    corpus = prepare_corpus(corpus_dir, cache_dir or corpus_dir / ".cache", seed=config.seed, device=config.device,
+                            teachers=config.teachers, embedding_teacher=config.embedding_teacher,
+                            held_apart=config.held_apart, max_track_s=config.max_track_s)
+    embedding_teacher = config.embedding_teacher or None
+    train_data = TrackSet.load(corpus, "train", config.teachers, embedding_teacher)
+    val_data = TrackSet.load(corpus, "validation", config.teachers, embedding_teacher)
     if baseline and read_run_file(out_dir, "baseline.json") is None:
         started = time.perf_counter()
         metrics = random_weights_baseline(train_data, val_data, BaselineConfig(seed=config.seed, device=config.device,
@@ -88,8 +104,11 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
         logger.info("random-weights baseline: %s", json.dumps(record))
     prior = evaluate_scorer(prior_scorer(train_data), val_data, WINDOW, max_windows=config.val_windows_per_track)
     logger.info("tag-prior reference (no audio): %s", json.dumps(prior))
-    meta: dict[str, Any] = {"model": "samplecnn-mtt", "teachers": list(TEACHERS), "device": device_description(config.device),
-            "torch": torch.__version__, "prior_reference": prior}
+    meta: dict[str, Any] = {"model": "samplecnn-mtt", "teachers": list(config.teachers),
+                            "embedding_teacher": config.embedding_teacher or None,
+                            "init_weights_sha256": file_sha256(Path(config.init_weights)) if config.init_weights else None,
+                            "device": device_description(config.device), "torch": torch.__version__,
+                            "prior_reference": prior}
 
     def report(history: list[EpochRecord], final: dict[str, Any] | None = None) -> dict[str, Any]:
         meta["updated_at"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -102,5 +121,6 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     selected = json.loads((out_dir / "best.json").read_text())
     final = read_run_file(out_dir, "final.json")
     if len(history) == config.epochs and (final is None or final["epoch"] != selected["epoch"]):
-        final = evaluate_selected(out_dir, selected, val_data, config)
+        scale = train_data.embedding_stats()[1] if embedding_teacher else None
+        final = evaluate_selected(out_dir, selected, val_data, config, scale)
     return report(history, final)

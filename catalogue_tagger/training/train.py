@@ -1,5 +1,11 @@
 """Distil the spectrogram taggers into SampleCNN: BCE on the teachers' soft targets, resumable epoch by epoch.
 
+With an embedding teacher, a linear projection of the student's 512-d feature is trained at the same time to
+predict that teacher's embedding of the same window (mean squared error divided by the teacher embedding's mean
+per-dimension variance, weighted by ``embedding_weight``); the projection is then the student's embedding. The
+student may start from earlier weights (``init_weights``, e.g. the previous version's; layers it lacks keep
+their initialisation).
+
 Every epoch ends with a checkpoint ``OUT/checkpoints/last.pt`` (model, optimizer, torch RNG, epoch, history);
 the data plan of epoch ``e`` depends only on ``(seed, e)`` (:func:`~catalogue_tagger.training.data.plan_epoch`),
 so ``resume=True`` continues exactly as an uninterrupted run would. The student with the lowest validation
@@ -19,6 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from safetensors.torch import save_file
@@ -26,13 +33,16 @@ from safetensors.torch import save_file
 from catalogue_tagger.models import samplecnn
 from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.labels import MTT_LABELS
-from catalogue_tagger.training.data import TrackSet, make_batch, plan_epoch
+from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.training.data import TrackSet, crop, embedding_batch, eval_starts, make_batch, plan_epoch
 from catalogue_tagger.training.evaluate import evaluate_model
+from catalogue_tagger.training.targets import TEACHERS
 
 logger = logging.getLogger(__name__)
 
 MODEL_NAME = "samplecnn-mtt"
 WINDOW = samplecnn.WINDOW
+RIDGE = 0.1  # ridge of the projection's initial fit, relative to the features' mean variance
 
 
 @dataclass(frozen=True)
@@ -48,12 +58,26 @@ class TrainConfig:
     val_windows_per_track: int = 16  # 0: every window
     device: str = "cpu"
     precision: str = "fp32"  # "bf16": forward pass under bfloat16 autocast (weights, loss, optimizer stay fp32)
+    teachers: tuple[str, ...] = TEACHERS  # the tag targets are the mean of these taggers' sigmoids
+    embedding_teacher: str = ""  # "": no embedding distillation; else a teacher with an embedding output
+    embedding_weight: float = 1.0  # weight of the (variance-normalised) embedding loss beside the tag BCE
+    init_weights: str = ""  # safetensors of a SampleCNN to start from ("": random initialisation)
+    projection_fit_windows: int = 0  # > 0: a fresh projection starts at a ridge fit on this many windows per track
+    held_apart: tuple[str, ...] = ()  # packages neither trained nor validated on (corpus option)
+    max_track_s: float | None = None  # the first seconds of each track only (corpus option)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; expected 'cosine' or 'constant'")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}; expected 'fp32' or 'bf16'")
+        if self.embedding_teacher and not get_spec(self.embedding_teacher).embedding_size:
+            raise ValueError(f"{self.embedding_teacher} has no embedding output to distil")
+
+    @property
+    def embedding_size(self) -> int:
+        """The student's embedding: the teacher's size when distilling one, else SampleCNN's pooled feature."""
+        return get_spec(self.embedding_teacher).embedding_size if self.embedding_teacher else samplecnn.EMBEDDING_SIZE
 
 
 @dataclass(frozen=True)
@@ -76,10 +100,63 @@ class TrainingHooks:
     def epoch_done(self, record: EpochRecord) -> None: ...
 
 
-def new_student(seed: int) -> samplecnn.WaveformTagger:
-    """SampleCNN with its initial weights, which depend only on ``seed``."""
+def new_student(seed: int, embedding_size: int = samplecnn.EMBEDDING_SIZE) -> samplecnn.WaveformTagger:
+    """SampleCNN with its initial weights, which depend only on ``seed`` (and the embedding size)."""
     torch.manual_seed(seed)
-    return samplecnn.build(samplecnn.samplecnn_spec(MODEL_NAME, MTT_LABELS))
+    return samplecnn.build(samplecnn.samplecnn_spec(MODEL_NAME, MTT_LABELS, embedding_size=embedding_size))
+
+
+def initial_student(config: TrainConfig, data: TrackSet | None = None) -> samplecnn.WaveformTagger:
+    """The student before its first epoch: seeded initialisation, then ``config.init_weights`` where given (only
+    the projection may be missing from them). A fresh projection starts at the teacher's mean embedding of
+    ``data`` (its bias), or, with ``config.projection_fit_windows`` > 0, at the least-squares fit of the teacher's
+    embedding on the initial student's features (:func:`fit_projection`)."""
+    from safetensors.torch import load_file
+
+    model = new_student(config.seed, config.embedding_size)
+    if config.init_weights:
+        result = model.load_state_dict(load_file(config.init_weights), strict=False)
+        if result.unexpected_keys or any(not k.startswith("net.projection.") for k in result.missing_keys):
+            raise ValueError(f"{config.init_weights} does not fit the student: missing {result.missing_keys}, "
+                             f"unexpected {result.unexpected_keys}")
+        fresh_projection = bool(result.missing_keys)
+    else:
+        fresh_projection = True
+    if model.net.projection is not None and fresh_projection and data is not None and data.has_embeddings:
+        if config.projection_fit_windows:
+            fit_projection(model, data, config)
+        else:
+            with torch.no_grad():
+                model.net.projection.bias.copy_(torch.from_numpy(data.embedding_stats()[0]))
+    return model
+
+
+@torch.no_grad()
+def fit_projection(model: samplecnn.WaveformTagger, data: TrackSet, config: TrainConfig) -> float:
+    """Set the projection to the ridge regression of the teacher's window embeddings on the student's features
+    (eval mode, ``config.projection_fit_windows`` evenly spread windows per track); returns the fit's loss
+    (mean squared error over the teacher embedding's mean variance) on those windows."""
+    projection = model.net.projection
+    if projection is None:
+        raise ValueError("the student has no projection to fit")
+    rows = [(i, int(s)) for i, w in enumerate(data.waves)
+            for s in eval_starts(len(w), WINDOW, config.projection_fit_windows)]
+    model.eval()
+    features = torch.cat([
+        model.net.embed(torch.from_numpy(np.stack([crop(data.waves[i], s, WINDOW) for i, s in rows[b : b + 32]])))
+        for b in range(0, len(rows), 32)
+    ]).double()
+    targets = torch.from_numpy(np.stack([data.targets[i].embedding_window(s, WINDOW) for i, s in rows])).double()
+    x_mean, y_mean = features.mean(dim=0), targets.mean(dim=0)
+    xc, yc = features - x_mean, targets - y_mean
+    gram = xc.T @ xc
+    ridge = max(RIDGE * float(torch.trace(gram)) / gram.shape[0], 1e-6)  # a floor for a single window
+    weight = torch.linalg.solve(gram + ridge * torch.eye(gram.shape[0], dtype=gram.dtype), xc.T @ yc)  # [512, E]
+    projection.weight.copy_(weight.T.float())
+    projection.bias.copy_((y_mean - x_mean @ weight).float())
+    loss = float(((features @ weight + y_mean - x_mean @ weight - targets) ** 2).mean() / targets.var(dim=0, correction=0).mean().clamp_min(1e-12))
+    logger.info("projection fitted on %d windows: normalised loss %.4f", len(rows), loss)
+    return loss
 
 
 def save_weights(model: Tagger, path: Path) -> str:
@@ -105,8 +182,9 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
 
 
 def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet, config: TrainConfig, epoch: int,
-                hooks: TrainingHooks) -> tuple[float, int]:
-    """One epoch (0-based ``epoch``, full batches only); returns the mean training loss and the windows seen."""
+                hooks: TrainingHooks, embedding_scale: float = 1.0) -> tuple[float, int]:
+    """One epoch (0-based ``epoch``, full batches only); returns the mean training loss (tag BCE plus the weighted
+    embedding loss) and the windows seen."""
     plan = plan_epoch(data, WINDOW, config.seed, epoch, crops_per_track=config.crops_per_track,
                       gain_db=config.gain_db)
     n_batches = len(plan) // config.batch_size
@@ -122,8 +200,11 @@ def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet,
     for rows in plan.batches(config.batch_size, drop_last=True):
         x, y = make_batch(data, plan, rows, WINDOW)
         with autocast:
-            logits = model(torch.from_numpy(x).to(config.device))[1]
-        loss = F.binary_cross_entropy_with_logits(logits.float(), torch.from_numpy(y).to(config.device))
+            outputs = model(torch.from_numpy(x).to(config.device))
+        loss = F.binary_cross_entropy_with_logits(outputs[1].float(), torch.from_numpy(y).to(config.device))
+        if config.embedding_teacher:
+            target = torch.from_numpy(embedding_batch(data, plan, rows, WINDOW)).to(config.device)
+            loss = loss + config.embedding_weight * F.mse_loss(outputs[2].float(), target) / embedding_scale
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -140,11 +221,14 @@ def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: Train
     hooks = hooks or TrainingHooks()
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "checkpoints" / "last.pt"
-    model = new_student(config.seed).to(config.device)
+    embedding_scale = train_data.embedding_stats()[1] if config.embedding_teacher else 1.0
+    resuming = resume and last.exists()
+    model = (new_student(config.seed, config.embedding_size) if resuming else initial_student(config, train_data))
+    model = model.to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[EpochRecord] = []
     best_loss = float("inf")
-    if resume and last.exists():
+    if resuming:
         state = torch.load(last, map_location=config.device, weights_only=False)
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
@@ -152,21 +236,22 @@ def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: Train
         if state.get("cuda_rng") is not None and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda_rng"])
         history = [EpochRecord(**r) for r in state["history"]]
-        best_loss = min((r.val["loss"] for r in history), default=best_loss)
+        best_loss = min((r.val.get("objective", r.val["loss"]) for r in history), default=best_loss)
         logger.info("resumed from %s after epoch %d", last, state["epoch"])
     elif resume:
         logger.info("no checkpoint at %s; starting from scratch", last)
     for epoch in range(len(history), config.epochs):
         started = time.perf_counter()
-        train_loss, n_windows = train_epoch(model, optimizer, train_data, config, epoch, hooks)
+        train_loss, n_windows = train_epoch(model, optimizer, train_data, config, epoch, hooks, embedding_scale)
         train_s = time.perf_counter() - started
         val = evaluate_model(model, val_data, WINDOW, config.device, max_windows=config.val_windows_per_track,
-                             batch_size=config.batch_size)
+                             batch_size=config.batch_size, embedding_scale=embedding_scale)
+        val["objective"] = val["loss"] + config.embedding_weight * val.get("embedding_loss", 0.0)
         record = EpochRecord(epoch + 1, train_loss, val, time.perf_counter() - started, n_windows,
                              n_windows / max(train_s, 1e-9))
         history.append(record)
-        if val["loss"] < best_loss:
-            best_loss = val["loss"]
+        if val["objective"] < best_loss:
+            best_loss = val["objective"]
             sha256 = save_weights(model, out_dir / f"{MODEL_NAME}.safetensors")
             (out_dir / "best.json").write_text(json.dumps({**asdict(record), "weights_sha256": sha256}, indent=1))
         _save_checkpoint(last, {

@@ -73,3 +73,24 @@ def test_registry_builds_samplecnn_and_loads_the_shipped_weights() -> None:
     assert (WEIGHTS_DIR / SPECS["samplecnn-mtt"].weights_file).exists()
     shipped = load_model("samplecnn-mtt")  # pinned hash, strict state dict
     assert shipped.spec.kind == "waveform" and not shipped.training
+
+
+def test_projected_embedding_exports_like_the_rest(tmp_path: Path) -> None:
+    """With a projection the embedding output is the 200-d projection of the pooled feature, in the ONNX graph too."""
+    torch.manual_seed(0)
+    model = build(samplecnn_spec("samplecnn-test", MTT_LABELS, embedding_size=200)).eval()
+    wave = (0.3 * np.random.default_rng(3).standard_normal((2, WINDOW))).astype(np.float32)
+    with torch.no_grad():
+        probs, _, embedding = model(torch.from_numpy(wave))
+        pooled = model.net.embed(torch.from_numpy(wave))
+    projection = model.net.projection
+    assert projection is not None and embedding.shape == (2, 200) and probs.shape == (2, 50)
+    torch.testing.assert_close(embedding, projection(pooled))
+    path = tmp_path / "projected.onnx"
+    names = list(model.spec.output_names)
+    torch.onnx.export(model, (torch.zeros(2, WINDOW),), str(path), input_names=["wave"], output_names=names,
+                      dynamic_axes={n: {0: "batch"} for n in ("wave", *names)}, opset_version=17, dynamo=False)
+    assert {node.op_type for node in onnx.load(str(path)).graph.node} <= TENSORRT_OPS
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(names, {"wave": wave})
+    assert got[2].shape == (2, 200)
+    assert np.abs(got[2] - embedding.numpy()).max() <= 1e-4 * max(1.0, float(np.abs(embedding.numpy()).max()))

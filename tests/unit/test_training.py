@@ -9,14 +9,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
 from catalogue_tagger.training.corpus import CorpusTrack, split_by_track
-from catalogue_tagger.training.data import TrackSet, eval_starts, make_batch, plan_epoch
+from catalogue_tagger.training.data import TrackSet, crop, eval_starts, make_batch, plan_epoch
 from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer, roc_auc, tag_metrics, top_k_labels
 from catalogue_tagger.training.report import write_report
-from catalogue_tagger.training.targets import TrackTargets
-from catalogue_tagger.training.train import WINDOW, TrainConfig, epoch_lr, train
+from catalogue_tagger.training.targets import TrackTargets, WindowMeans
+from catalogue_tagger.training.train import (WINDOW, TrainConfig, epoch_lr, fit_projection, initial_student, new_student,
+                                             save_weights,
+                                             train)
 
 PATCH_HOP, PATCH_PAD = 47872, 256
 
@@ -30,7 +33,7 @@ def synthetic_set(n_tracks: int, seed: int, split: str = "train") -> TrackSet:
         tracks.append(CorpusTrack(f"pkg/{split}-{i}.ogg", "pkg", samples, split))
         waves.append((0.2 * rng.standard_normal(samples)).astype(np.float16))
         n_patches = (samples + 2 * PATCH_PAD - 48128) // PATCH_HOP + 1
-        targets.append(TrackTargets(rng.uniform(0, 1, (n_patches, 50)).astype(np.float32), PATCH_HOP, PATCH_PAD))
+        targets.append(TrackTargets.single(rng.uniform(0, 1, (n_patches, 50)).astype(np.float32), PATCH_HOP, PATCH_PAD))
     return TrackSet(tuple(tracks), tuple(waves), tuple(targets))
 
 
@@ -53,7 +56,7 @@ def test_split_is_by_track_stratified_and_seeded() -> None:
 
 def test_window_target_is_the_mean_of_overlapping_patches() -> None:
     taggram = np.arange(5 * 50, dtype=np.float32).reshape(5, 50)
-    targets = TrackTargets(taggram, PATCH_HOP, PATCH_PAD)
+    targets = TrackTargets.single(taggram, PATCH_HOP, PATCH_PAD)
     assert targets.patch_range(0, WINDOW) == (0, 2)  # patch 1 starts at 47616 < 59049
     assert targets.patch_range(PATCH_HOP, WINDOW) == (1, 3)
     assert targets.patch_range(PATCH_HOP - 300, 10) == (0, 1)  # ends before patch 1 (starts 256 before its hop)
@@ -141,3 +144,79 @@ def test_baseline_and_report(data: tuple[TrackSet, TrackSet], tmp_path: Path) ->
     assert json.loads((tmp_path / "report.json").read_text())["best_epoch"]["epoch"] == 1
     assert report["baseline_random_weights"] == baseline and not report["accepted"]
     assert (tmp_path / "report.png").stat().st_size > 1000
+
+
+def test_teachers_on_different_grids_average_their_own_overlapping_windows() -> None:
+    musicnn = np.arange(5 * 50, dtype=np.float32).reshape(5, 50)
+    long = np.full((2, 50), 1000.0, dtype=np.float32)
+    long[1] = 2000.0
+    long_window = 465984  # a 29.1 s teacher: windows of its length, no overlap, no context
+    targets = TrackTargets([WindowMeans(musicnn, PATCH_HOP, PATCH_PAD), WindowMeans(long, long_window, 0, long_window)])
+    assert targets.taggrams[1].patch_range(0, WINDOW) == (0, 1)
+    assert targets.taggrams[1].patch_range(long_window - 10, WINDOW) == (0, 2)  # straddles both long windows
+    np.testing.assert_allclose(targets.window(PATCH_HOP, WINDOW), (musicnn[1:3].mean(axis=0) + 1000.0) / 2)
+    np.testing.assert_allclose(targets.track_mean, (musicnn.mean(axis=0) + 1500.0) / 2)
+    with pytest.raises(ValueError, match="no embedding teacher"):
+        targets.embedding_window(0, WINDOW)
+
+
+def with_embeddings(data: TrackSet, seed: int) -> TrackSet:
+    """The same tracks with a 200-d teacher embedding per patch that depends on the audio (its windowed RMS)."""
+    rng = np.random.default_rng(seed)
+    mixing = rng.standard_normal((1, 200)).astype(np.float32)
+    targets = []
+    for wave, target in zip(data.waves, data.targets):
+        starts = np.arange(len(target.taggram)) * PATCH_HOP
+        rms = np.array([[np.sqrt(np.mean(wave[s : s + PATCH_HOP].astype(np.float32) ** 2))] for s in starts])
+        embedding = (10 * rms * mixing + rng.normal(0, 0.01, (len(starts), 200))).astype(np.float32)
+        targets.append(TrackTargets(target.taggrams, WindowMeans(embedding, PATCH_HOP, PATCH_PAD)))
+    return TrackSet(data.tracks, data.waves, tuple(targets))
+
+
+def test_embedding_distillation_trains_the_projection_and_resumes_identically(data: tuple[TrackSet, TrackSet],
+                                                                               tmp_path: Path) -> None:
+    train_set, val_set = with_embeddings(data[0], 0), with_embeddings(data[1], 1)
+    config = TrainConfig(**{**CONFIG.__dict__, "embedding_teacher": "musicnn-mtt", "epochs": 2, "crops_per_track": 4})
+    straight = train(train_set, val_set, tmp_path / "straight", config)
+    assert all({"embedding_loss", "median_embedding_cosine", "objective"} <= set(r.val) for r in straight)
+    assert straight[0].val["objective"] == pytest.approx(straight[0].val["loss"] + straight[0].val["embedding_loss"])
+    weights = load_file(str(tmp_path / "straight" / "samplecnn-mtt.safetensors"))
+    assert weights["net.projection.weight"].shape == (200, 512)
+    train(train_set, val_set, tmp_path / "resumed", TrainConfig(**{**config.__dict__, "epochs": 1}))
+    resumed = train(train_set, val_set, tmp_path / "resumed", config, resume=True)
+    assert resumed[1].train_loss == pytest.approx(straight[1].train_loss, abs=1e-6)
+    assert resumed[1].val == pytest.approx(straight[1].val, abs=1e-6)
+
+
+def test_warm_start_keeps_the_trunk_and_adds_a_projection_at_the_teacher_mean(data: tuple[TrackSet, TrackSet],
+                                                                              tmp_path: Path) -> None:
+    previous = new_student(7)  # the 512-d student of an earlier version
+    save_weights(previous, tmp_path / "old.safetensors")
+    train_set = with_embeddings(data[0], 0)
+    config = TrainConfig(embedding_teacher="musicnn-mtt", init_weights=str(tmp_path / "old.safetensors"))
+    student = initial_student(config, train_set)
+    old, new = previous.state_dict(), student.state_dict()
+    assert set(new) - set(old) == {"net.projection.weight", "net.projection.bias"} and set(old) <= set(new)
+    assert all(torch.equal(old[k], new[k]) for k in old)
+    np.testing.assert_array_equal(new["net.projection.bias"].numpy(), train_set.embedding_stats()[0])
+    # fitted: the model's own embedding output is the ridge fit, which beats predicting the mean embedding
+    fit_config = TrainConfig(**{**config.__dict__, "projection_fit_windows": 2})
+    fitted = initial_student(fit_config, train_set)
+    loss = fit_projection(fitted, train_set, fit_config)
+    rows = [(i, int(s)) for i, w in enumerate(train_set.waves) for s in eval_starts(len(w), WINDOW, 2)]
+    with torch.no_grad():
+        embedded = fitted(torch.from_numpy(np.stack([crop(train_set.waves[i], s, WINDOW) for i, s in rows])))[2]
+    wanted = np.stack([train_set.targets[i].embedding_window(s, WINDOW) for i, s in rows])
+    variance = wanted.var(axis=0).mean()
+    assert np.mean((embedded.numpy() - wanted) ** 2) / variance == pytest.approx(loss, rel=1e-3)
+    assert loss < np.mean((wanted - wanted.mean(axis=0)) ** 2) / variance
+    with pytest.raises(ValueError, match="does not fit the student"):  # a projected student into a 512-d one
+        initial_student(TrainConfig(init_weights=str(save_projected(tmp_path))), None)
+    with pytest.raises(ValueError, match="has no embedding output"):
+        TrainConfig(embedding_teacher="vgg-mtt")
+
+
+def save_projected(tmp_path: Path) -> Path:
+    path = tmp_path / "projected.safetensors"
+    save_weights(new_student(0, 200), path)
+    return path

@@ -10,25 +10,31 @@ import numpy as np
 import pytest
 import soundfile
 from click.testing import CliRunner
+from safetensors.torch import load_file
 
 from catalogue_tagger.cli import main
 from catalogue_tagger.training.corpus import Corpus
-from catalogue_tagger.training.targets import TEACHERS, taggram_path
+from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR
+from catalogue_tagger.training.targets import TEACHERS, embedding_path, taggram_path
 
 
-@pytest.fixture(scope="module")
-def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Two packages as the fetch script lays them out: 4.5 s stereo 44.1 kHz tones and noise."""
-    root = tmp_path_factory.mktemp("corpus")
+def write_corpus(root: Path, layout: tuple[tuple[str, tuple[str, ...]], ...]) -> Path:
+    """Packages as the fetch script lays them out: 4.5 s stereo 44.1 kHz tones and noise."""
     rng = np.random.default_rng(0)
     t = np.arange(int(4.5 * 44100)) / 44100
-    for package, names in (("asc-music", ("a.flac", "b.flac")), ("lugaru-data", ("c.ogg",))):
-        (root / package).mkdir()
+    for package, names in layout:
+        (root / package).mkdir(parents=True)
         for i, name in enumerate(names):
             tone = 0.3 * np.sin(2 * np.pi * (220 * (i + 1)) * t) + 0.05 * rng.standard_normal(len(t))
             soundfile.write(root / package / name, np.stack([tone, tone], axis=1).astype(np.float32), 44100)
     (root / "not-a-package").mkdir()
     return root
+
+
+@pytest.fixture(scope="module")
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_corpus(tmp_path_factory.mktemp("corpus"), (("asc-music", ("a.flac", "b.flac")),
+                                                            ("lugaru-data", ("c.ogg",))))
 
 
 def test_train_waveform_command(corpus_dir: Path, tmp_path: Path) -> None:
@@ -55,3 +61,30 @@ def test_train_waveform_command(corpus_dir: Path, tmp_path: Path) -> None:
     report = json.loads((out / "report.json").read_text())
     assert [e["epoch"] for e in report["epochs"]] == [1, 2] and "selected epoch" in result.output
     assert report["best_epoch_all_windows"]["epoch"] == report["best_epoch"]["epoch"]
+
+
+def test_train_waveform_with_an_embedding_teacher_and_held_apart_package(tmp_path: Path) -> None:
+    corpus_dir = write_corpus(tmp_path / "corpus", (("asc-music", ("a.flac", "b.flac", "d.flac")),
+                                                    ("lugaru-data", ("c.ogg",))))
+    out, cache = tmp_path / "run", tmp_path / "cache"
+    args = ["models", "train-waveform", "--corpus", str(corpus_dir), "--out", str(out), "--cache", str(cache),
+            "--epochs", "1", "--batch-size", "2", "--teachers", "musicnn-mtt,fcn-mtt",
+            "--embedding-teacher", "musicnn-mtt", "--projection-fit-windows", "1", "--held-apart", "lugaru-data",
+            "--max-track-s", "4", "--init", str(WEIGHTS_DIR / "samplecnn-mtt.safetensors")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    corpus = Corpus.open(cache)
+    assert [t.track_id for t in corpus.split("held_apart")] == ["lugaru-data/c.ogg"]
+    assert [len(corpus.split(s)) for s in ("train", "validation")] == [2, 1]
+    assert all(t.samples == 64000 for t in corpus.tracks)  # the first 4 s of each 4.5 s track
+    held = corpus.split("held_apart")[0]
+    assert embedding_path(corpus, "musicnn-mtt", held).exists() and not taggram_path(corpus, "fcn-mtt", held).exists()
+    assert np.load(embedding_path(corpus, "musicnn-mtt", held)).shape == (1, 200)  # one musicnn patch, 200-d
+    report = json.loads((out / "report.json").read_text())
+    assert report["teachers"] == ["musicnn-mtt", "fcn-mtt"] and report["embedding_teacher"] == "musicnn-mtt"
+    assert report["init_weights_sha256"] == SPECS["samplecnn-mtt"].weights_sha256
+    assert {"embedding_loss", "median_embedding_cosine"} <= set(report["best_epoch_all_windows"])
+    assert load_file(str(out / "samplecnn-mtt.safetensors"))["net.projection.weight"].shape == (200, 512)
+    result = CliRunner().invoke(main, [*args[:4], "--out", str(tmp_path / "other"), "--cache", str(cache),
+                                       "--max-track-s", "3"])
+    assert result.exit_code == 2 and "capped at 4.0 s" in result.output
