@@ -2,6 +2,8 @@
 
 - decode-only: PyAV + soxr to 16 kHz mono over every file, with the same number of worker processes as the
   end-to-end run — the ceiling of the whole job on this machine;
+- the backend ``auto`` picks for each model, and why (on a CPU: both backends timed again, the record that later
+  runs read replaced: :mod:`catalogue_tagger.inference.cpu_choice`);
 - inference-only: segments/s of each model on random full batches;
 - end-to-end: the real ``tag`` job (discover, decode, batch, infer, aggregate, write) into a throwaway
   database on the same server;
@@ -88,7 +90,9 @@ def run_bench(source: str, database_url: str, settings: Settings) -> dict[str, A
     endpoint = settings.s3_endpoint_url
     with open_source(source, s3_endpoint_url=endpoint) as src:
         uris = [o.uri for o in src.list()]
-    backends = {model: dict(zip(("backend", "reason"), resolve_backend(settings, model))) for model in settings.models}
+    # auto on a CPU: both backends are timed again here and the record that later runs read is replaced
+    backends = {model: dict(zip(("backend", "reason"), resolve_backend(settings, model, measure_again=True)))
+                for model in settings.models}
     result: dict[str, Any] = {"source": source, "files": len(uris), "backend": settings.backend, "backends": backends,
                               "device": settings.device, "precision": settings.precision,
                               "batch_size": settings.batch_size, "workers": settings.workers,

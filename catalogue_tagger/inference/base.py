@@ -21,7 +21,6 @@ import numpy as np
 from catalogue_tagger.config import BACKENDS, Settings
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.models.base import ModelSpec
-from catalogue_tagger.models.registry import get_spec
 
 # Segments per micro-batch on CPU: a micro-batch's activations stay small enough for the caches, and peak
 # memory no longer grows with the batch (ONNX Runtime's SampleCNN at batch 64: 3.1 GB whole, 0.6 GB in 8s).
@@ -77,17 +76,12 @@ class Backend(ABC):
         return np.ascontiguousarray(batch, dtype=np.float32)
 
 
-# Architectures whose CPU path is fastest in torch: musicnn's front end runs as cache-sized GEMM tiles there
-# (models/musicnn.py), 43-46 segments/s against ONNX Runtime's 38-44 with a fraction of its memory. Every other
-# network (SampleCNN, VGG, the Won et al. models) ran 1.5-3x faster in ONNX Runtime (docs/performance.md).
-CPU_TORCH_ARCHITECTURES = frozenset({"musicnn"})
-
-
-def resolve_backend(settings: Settings, model: str) -> tuple[str, str]:
+def resolve_backend(settings: Settings, model: str, *, measure_again: bool = False) -> tuple[str, str]:
     """The backend that runs ``model`` under ``settings``, and why. ``auto`` picks the fastest one present for
     the device and precision: on CUDA TensorRT when it is importable (its engines come from
-    ``catalogue-tagger compile``), else torch CUDA; on CPU torch for bfloat16 (autocast on oneDNN) and for the
-    architectures of :data:`CPU_TORCH_ARCHITECTURES`, ONNX Runtime for the rest; ONNX Runtime for int8."""
+    ``catalogue-tagger compile``), else torch CUDA; on CPU torch for bfloat16 (autocast on oneDNN), ONNX Runtime
+    for int8, and for float32 the one measured fastest on this machine (:mod:`.cpu_choice`: timed on first use,
+    recorded in the artifact folder)."""
     if settings.backend != "auto":
         return settings.backend, "chosen"
     if settings.precision == "int8":
@@ -98,12 +92,12 @@ def resolve_backend(settings: Settings, model: str) -> tuple[str, str]:
         return "torch", "auto: CUDA device, TensorRT not installed"
     if settings.precision != "fp32":
         return "torch", f"auto: CPU {settings.precision} runs in torch (autocast on oneDNN)"
-    architecture = get_spec(model).architecture
-    if architecture in CPU_TORCH_ARCHITECTURES:
-        return "torch", f"auto: CPU, {architecture}'s tiled front end is fastest in torch"
-    if importlib.util.find_spec("onnxruntime") is not None:
-        return "onnx", f"auto: CPU, ONNX Runtime runs {architecture} faster than torch"
-    return "torch", "auto: CPU, ONNX Runtime not installed"
+    if importlib.util.find_spec("onnxruntime") is None:
+        return "torch", "auto: CPU, ONNX Runtime not installed"
+    from catalogue_tagger.inference.cpu_choice import cpu_verdict
+
+    verdict = cpu_verdict(model, settings, refresh=measure_again)
+    return verdict.backend, verdict.reason()
 
 
 def open_backend(model: str, settings: Settings) -> Backend:

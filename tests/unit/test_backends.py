@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -147,11 +148,48 @@ def test_auto_picks_the_fastest_backend_present_for_the_device() -> None:
     from catalogue_tagger.inference import resolve_backend
 
     assert Settings().backend == "auto"  # the default everywhere
-    # CPU: musicnn's tiled front end runs in torch, the plain convolution networks in ONNX Runtime (a dependency)
-    assert resolve_backend(Settings(), "musicnn-mtt")[0] == "torch"
-    assert resolve_backend(Settings(), "samplecnn-mtt")[0] == "onnx"
-    assert resolve_backend(Settings(), "vgg-mtt")[0] == "onnx"
+    # CPU: float32 is measured (the tests below), bf16 runs by torch autocast only
     assert resolve_backend(Settings(precision="bf16"), "samplecnn-mtt")[0] == "torch"
     on_gpu, why = resolve_backend(Settings(device="cuda"), "samplecnn-mtt")
     assert on_gpu == "torch" and "TensorRT not installed" in why  # no TensorRT on this machine
     assert resolve_backend(Settings(backend="torch"), "samplecnn-mtt") == ("torch", "chosen")
+
+
+def test_auto_on_a_cpu_runs_the_backend_measured_fastest_here_and_records_it(engine_dir: Path) -> None:
+    from catalogue_tagger.inference import resolve_backend
+    from catalogue_tagger.inference.cpu_choice import VERDICTS_FILE, verdict_key
+
+    record = engine_dir / VERDICTS_FILE
+    two = Settings(engine_cache=engine_dir, inference_threads=2)
+    backend, why = resolve_backend(two, "vgg-mtt")
+    verdicts = json.loads(record.read_text())
+    verdict = verdicts[verdict_key("vgg-mtt", 2)]
+    speeds = verdict["segments_per_s"]
+    assert set(speeds) == {"torch", "onnx"} and min(speeds.values()) > 0  # both really ran
+    assert backend == verdict["backend"] == max(speeds, key=speeds.__getitem__)
+    assert why.startswith("auto: fastest measured on this CPU") and f"{backend} {speeds[backend]:.1f}" in why
+
+    # later runs read the record instead of measuring: edited to name the slower one, that is what auto picks
+    slower = min(speeds, key=speeds.__getitem__)
+    verdict["backend"] = slower
+    record.write_text(json.dumps(verdicts))
+    assert resolve_backend(two, "vgg-mtt")[0] == slower
+    # another thread count is another verdict, measured and added beside the first
+    resolve_backend(Settings(engine_cache=engine_dir, inference_threads=1), "vgg-mtt")
+    verdicts = json.loads(record.read_text())
+    assert set(verdicts) == {verdict_key("vgg-mtt", 2), verdict_key("vgg-mtt", 1)}
+    assert verdicts[verdict_key("vgg-mtt", 2)]["backend"] == slower
+    # bench measures again: the record becomes the new measurement
+    again, _ = resolve_backend(two, "vgg-mtt", measure_again=True)
+    remeasured = json.loads(record.read_text())[verdict_key("vgg-mtt", 2)]
+    assert remeasured["measured_at"] >= verdict["measured_at"]
+    assert again == remeasured["backend"] == max(remeasured["segments_per_s"], key=remeasured["segments_per_s"].get)
+
+
+def test_auto_on_a_cpu_runs_the_backend_that_opens_when_the_other_cannot(tmp_path: Path) -> None:
+    from catalogue_tagger.inference import resolve_backend
+
+    not_a_folder = tmp_path / "engines"
+    not_a_folder.write_text("")  # ONNX Runtime's graph cannot be exported there; torch needs no artifact
+    backend, why = resolve_backend(Settings(engine_cache=not_a_folder, inference_threads=1), "vgg-mtt")
+    assert backend == "torch" and "onnx failed" in why
