@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 SHM_PREFIX = "catalogue-tagger-"  # names of the blocks in /dev/shm
 SHM_DIR = Path("/dev/shm")
 MIN_SLOTS = 2  # per worker: one being written while the previous one is read
-MAX_SLOTS = 16  # per worker: enough to ride out a slow batch; more only pins memory
+MAX_SLOTS = 512  # per worker: a lone worker can run two batches of 64 of two models ahead (and of bigger batches)
 WAIT_S = 1.0  # how often a waiting worker checks that its reader is still alive
 
 
@@ -236,4 +236,4 @@ class RingWriter:
         self._free.release()
 
 
-__all__ = ["MIN_SLOTS", "RingLayout", "RingUnavailable", "ReaderGone", "RingWriter", "SegmentRing", "plan_slots"]
+__all__ = ["MAX_SLOTS", "MIN_SLOTS", "RingLayout", "RingUnavailable", "ReaderGone", "RingWriter", "SegmentRing", "plan_slots"]

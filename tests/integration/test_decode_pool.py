@@ -11,8 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from catalogue_tagger.config import Settings
 from catalogue_tagger.decode_pool import DecodeOptions, DecodePool, decode_track
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed
+from catalogue_tagger.pipeline import segments_in_flight
 from catalogue_tagger.records import TrackTask
 from catalogue_tagger.segment import Windowing
 from catalogue_tagger.segment_ring import MIN_SLOTS, SHM_DIR
@@ -146,3 +148,21 @@ def test_the_block_is_unlinked_when_the_reader_fails(folder: Path) -> None:
                     raise RuntimeError(f"the reader failed holding {len(lent)} samples")
     assert _shared_blocks() == before
     assert all(not p.is_alive() for p in pool.processes)
+
+
+def test_a_lone_worker_runs_two_batches_ahead_of_inference(folder: Path) -> None:
+    """What the pipeline gives a pool is room for two full batches of every model: a single worker keeps
+    decoding while a batch is scored, instead of stopping a few segments ahead of it."""
+    ahead = segments_in_flight(Settings(models=("musicnn-mtt", "samplecnn-mtt"), batch_size=64, workers=1))
+    assert ahead >= 2 * 64 * 2
+    tasks = [t for t in _tasks(folder, copies=4) if Path(t.uri).name.startswith("excerpt.")]  # ~450 segments
+    with DecodePool(FolderStore(folder).uri, None, OPTIONS, workers=1, max_segments=ahead) as pool:
+        assert pool.ring is not None and pool.ring.layout.slots_per_worker == ahead
+        for task in tasks:
+            pool.submit(task)
+        pool.no_more_tasks()
+        deadline = time.monotonic() + 120
+        while not pool.out.full() and pool.ring.free_slots(0) > 0:  # nothing is read: it runs until it must wait
+            assert time.monotonic() < deadline, "the worker never filled its room"
+            time.sleep(0.05)
+        assert ahead - pool.ring.free_slots(0) > 2 * 64  # segments sent and waiting: over two batches of one model

@@ -12,7 +12,7 @@ import pytest
 
 from catalogue_tagger.messages import SegmentShared
 from catalogue_tagger.segment_ring import (
-    MIN_SLOTS, SHM_DIR, ReaderGone, RingWriter, SegmentRing, plan_slots,
+    MAX_SLOTS, MIN_SLOTS, SHM_DIR, ReaderGone, RingWriter, SegmentRing, plan_slots,
 )
 
 pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs a POSIX shared-memory file system")
@@ -122,6 +122,7 @@ def test_an_attached_writer_cannot_be_sent_to_another_process() -> None:
 
 
 def test_plan_slots_fits_the_shared_memory_file_system(tmp_path: Path) -> None:
-    assert plan_slots(4, WINDOW, wanted=64, shm_dir=tmp_path) == 16  # capped: more only pins memory
+    assert plan_slots(4, WINDOW, wanted=64, shm_dir=tmp_path) == 64
+    assert plan_slots(1, WINDOW, wanted=10**6, shm_dir=tmp_path) == MAX_SLOTS  # capped: more only pins memory
     assert plan_slots(4, WINDOW, wanted=1, shm_dir=tmp_path) == MIN_SLOTS
     assert plan_slots(4, 10**15, wanted=64, shm_dir=tmp_path) == 0  # no room: the pool pickles instead
