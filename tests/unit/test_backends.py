@@ -193,3 +193,10 @@ def test_auto_on_a_cpu_runs_the_backend_that_opens_when_the_other_cannot(tmp_pat
     not_a_folder.write_text("")  # ONNX Runtime's graph cannot be exported there; torch needs no artifact
     backend, why = resolve_backend(Settings(engine_cache=not_a_folder, inference_threads=1), "vgg-mtt")
     assert backend == "torch" and "onnx failed" in why
+
+
+def test_onnx_runtime_threads_sleep_when_idle_on_a_cpu(on: Callable[..., Settings]) -> None:
+    """Spinning intra-op threads would take the cores the decode workers need between ONNX Runtime's ops."""
+    with open_backend("vgg-mtt", on("onnx")) as backend:
+        options = backend.session.get_session_options()  # type: ignore[attr-defined]
+        assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
