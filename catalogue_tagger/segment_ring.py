@@ -236,4 +236,6 @@ class RingWriter:
         self._free.release()
 
 
-__all__ = ["MAX_SLOTS", "MIN_SLOTS", "RingLayout", "RingUnavailable", "ReaderGone", "RingWriter", "SegmentRing", "plan_slots"]
+__all__ = [
+    "MAX_SLOTS", "MIN_SLOTS", "RingLayout", "RingUnavailable", "ReaderGone", "RingWriter", "SegmentRing", "plan_slots",
+]
