@@ -40,6 +40,9 @@ VERDICTS_FILE = "cpu-backends.json"
 CANDIDATES = ("torch", "onnx")
 ROUNDS = 3
 
+# Verdicts this process measured but could not write down (a read-only artifact folder).
+_unrecorded: dict[tuple[Path, str], CpuVerdict] = {}
+
 
 @dataclass(frozen=True)
 class CpuVerdict:
@@ -100,11 +103,12 @@ def cpu_verdict(model: str, settings: Settings, *, refresh: bool = False) -> Cpu
     path = settings.engine_dir / VERDICTS_FILE
     key = verdict_key(model, settings.threads)
     if not refresh:
-        recorded = CpuVerdict.from_dict(_load(path).get(key))
+        recorded = CpuVerdict.from_dict(_load(path).get(key)) or _unrecorded.get((path, key))
         if recorded is not None:
             return recorded
     verdict = measure(model, settings)
-    _record(path, key, verdict)
+    if not _record(path, key, verdict):
+        _unrecorded[(path, key)] = verdict  # a run resolves a model more than once: measure it only once
     return verdict
 
 
@@ -154,9 +158,10 @@ def _load(path: Path) -> dict[str, Any]:
     return data if isinstance(data, dict) else {}
 
 
-def _record(path: Path, key: str, verdict: CpuVerdict) -> None:
+def _record(path: Path, key: str, verdict: CpuVerdict) -> bool:
     """Add ``verdict`` to the file, atomically (another process writing at the same time loses at most its own
-    entry, which is then measured again). A folder that cannot be written only costs the record."""
+    entry, which is then measured again); whether it was written. A folder that cannot be written only costs the
+    record."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         verdicts = {**_load(path), key: asdict(verdict)}
@@ -168,4 +173,6 @@ def _record(path: Path, key: str, verdict: CpuVerdict) -> None:
         finally:
             Path(tmp).unlink(missing_ok=True)  # gone already once replaced
     except OSError as exc:
-        logger.warning("%s: cannot record the backend verdict (%s); it is measured again next time", path, exc)
+        logger.warning("%s: cannot record the backend verdict (%s); it is measured again next run", path, exc)
+        return False
+    return True

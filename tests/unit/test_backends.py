@@ -191,8 +191,11 @@ def test_auto_on_a_cpu_runs_the_backend_that_opens_when_the_other_cannot(tmp_pat
 
     not_a_folder = tmp_path / "engines"
     not_a_folder.write_text("")  # ONNX Runtime's graph cannot be exported there; torch needs no artifact
-    backend, why = resolve_backend(Settings(engine_cache=not_a_folder, inference_threads=1), "vgg-mtt")
+    settings = Settings(engine_cache=not_a_folder, inference_threads=1)
+    backend, why = resolve_backend(settings, "vgg-mtt")
     assert backend == "torch" and "onnx failed" in why
+    # nothing could be recorded there, yet the run's next resolution reuses this measurement (same time stamp)
+    assert resolve_backend(settings, "vgg-mtt") == (backend, why)
 
 
 def test_onnx_runtime_threads_sleep_when_idle_on_a_cpu(on: Callable[..., Settings]) -> None:
