@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from catalogue_tagger.models.frontend import LogMel
+from catalogue_tagger.models.musicnn import conv_max_over_mel
 from catalogue_tagger.models.registry import load_model
 from catalogue_tagger.models.spectrogram import SpectrogramTagger
 
@@ -141,3 +142,24 @@ def test_silence_and_noise_give_finite_outputs(name: str) -> None:
     for output in (probs, logits, *embedding):
         assert np.isfinite(output).all()
     assert ((probs >= 0) & (probs <= 1)).all()
+
+
+@pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (32, 1, 51)])
+def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> None:
+    """musicnn's CPU front end (tiled GEMMs reduced over mel in cache; the temporal ``k × 1`` kernels in their
+    own layout) is ``amax(conv2d)`` to float32 rounding, and under a bf16 autocast to bfloat16 rounding."""
+    kt, km, channels = kernel
+    generator = torch.Generator().manual_seed(kt * km)
+    x = torch.randn(3, 1, 187 + kt - 1, 96, generator=generator)
+    weight = 0.1 * torch.randn(channels, 1, kt, km, generator=generator)
+    bias = torch.randn(channels, generator=generator)
+    expected = torch.nn.functional.conv2d(x, weight, bias).amax(dim=3)
+    tiled = conv_max_over_mel(x, weight, bias)
+    assert tiled.shape == expected.shape == (3, channels, 187)
+    assert max_abs(tiled.numpy(), expected.numpy()) <= 5e-5  # |y| up to ~10: a few float32 ulps
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        reduced = conv_max_over_mel(x, weight, bias)
+    assert reduced.dtype == torch.float32
+    # bfloat16 keeps 8 bits of mantissa: products of these sizes (|y| up to ~10) land within 2^-7 relative
+    assert max_abs(reduced.numpy(), expected.numpy()) <= 0.1
+    assert max_abs(reduced.numpy(), expected.numpy()) > 0  # it really ran in bfloat16
