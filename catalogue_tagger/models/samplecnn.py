@@ -12,6 +12,7 @@ importer (Conv, BatchNormalization, Relu, MaxPool, Flatten/Reshape, Gemm, Sigmoi
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from catalogue_tagger.models.base import ModelSpec, Tagger
@@ -70,6 +71,67 @@ class WaveformTagger(Tagger):
         logits, embedding = self.net(wave)
         outputs = (torch.sigmoid(logits), logits)
         return outputs + (embedding,) if self.spec.embedding_size else outputs
+
+
+class ChannelsLastFeatures(nn.Module):
+    """``features`` of a BN-folded SampleCNN (:func:`~catalogue_tagger.models.layers.fold_batchnorm`) for CPU
+    inference, computed on ``[N, length, channels]`` activations: the same values, several times faster.
+
+    oneDNN's 1-D convolutions on ``[N, C, L]`` tensors reorder every input and output to a channels-last layout
+    and back (in bfloat16 that copying was 60 % of the network's time, and bf16 ran slower than fp32). Here the
+    activations stay channels-last from end to end: the first layer (one input channel, kernel = stride 3) is a
+    matrix product of the waveform seen as ``[N, 19683, 3]`` with the ``[3, 128]`` kernel; each later conv is a
+    ``Conv2d`` over a channels-last ``[N, C, 1, L]`` view; a max-pool of 3 is a max over a ``[N, L/3, 3, C]``
+    view, and comes before its ReLU (the two commute: ReLU is monotone), which then touches a third of the
+    values. Inference only (in-place ReLUs, no BN). One segment of 59049 samples, one torch thread: fp32 1.5×,
+    bf16 5.8× faster than the ``[N, C, L]`` network on an AMX CPU; bf16 results bit-identical, fp32 within 2e-6.
+    """
+
+    def __init__(self, features: nn.Sequential) -> None:
+        super().__init__()
+        layers = list(features)
+        first = layers[0]
+        if not (isinstance(first, nn.Conv1d) and first.in_channels == 1 and first.stride == first.kernel_size
+                and first.padding == (0,) and first.bias is not None):
+            raise ValueError("ChannelsLastFeatures: the first layer must be a strided Conv1d on the wave with a bias "
+                             "(fold the BN layers first)")
+        self.frame = int(first.kernel_size[0])
+        self.first_weight = nn.Parameter(first.weight.detach().reshape(first.out_channels, self.frame),
+                                         requires_grad=False)
+        self.first_bias = nn.Parameter(first.bias.detach(), requires_grad=False)
+        self.convs = nn.ModuleList()
+        self.pools: list[int] = []  # per conv: the max-pool after it (0: none)
+        for layer in layers[1:]:
+            if isinstance(layer, nn.Conv1d) and layer.bias is not None and layer.stride == (1,) and layer.groups == 1:
+                conv2d = nn.Conv2d(layer.in_channels, layer.out_channels, (1, int(layer.kernel_size[0])),
+                                   padding=(0, int(layer.padding[0])))  # type: ignore[index]
+                conv2d.weight = nn.Parameter(layer.weight.detach().unsqueeze(2).contiguous(
+                    memory_format=torch.channels_last), requires_grad=False)
+                conv2d.bias = nn.Parameter(layer.bias.detach(), requires_grad=False)
+                self.convs.append(conv2d)
+                self.pools.append(0)
+            elif isinstance(layer, nn.MaxPool1d) and self.pools and layer.kernel_size == layer.stride:
+                self.pools[-1] = int(layer.kernel_size)  # type: ignore[arg-type]
+            elif not isinstance(layer, nn.ReLU):  # every conv is followed by its ReLU (applied below)
+                raise ValueError(f"ChannelsLastFeatures: unexpected layer {layer} (fold the BN layers first)")
+
+    def forward(self, wave: torch.Tensor) -> torch.Tensor:
+        """``wave[N, 1, samples] -> [N, channels, 1]``, as ``features(wave)``."""
+        n = wave.shape[0]
+        y = F.linear(wave.reshape(n, -1, self.frame), self.first_weight, self.first_bias).relu_()  # [N, L, C]
+        for conv, pool in zip(self.convs, self.pools):
+            z = conv(y.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)  # channels-last in and out
+            if pool:
+                length = z.shape[1] // pool
+                z = z[:, : length * pool].reshape(n, length, pool, z.shape[2]).amax(dim=2)
+            y = z.relu_()
+        return y.transpose(1, 2)
+
+
+def for_cpu_inference(tagger: WaveformTagger) -> WaveformTagger:
+    """``tagger`` (BN folded) with its features computed channels-last (:class:`ChannelsLastFeatures`)."""
+    tagger.net.features = ChannelsLastFeatures(tagger.net.features)  # type: ignore[assignment]
+    return tagger
 
 
 def samplecnn_spec(name: str, labels: tuple[str, ...], weights_sha256: str = "", *, default: bool = False,

@@ -13,7 +13,8 @@ import torch
 from catalogue_tagger.inference.compile import TENSORRT_OPS
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR, build_model, load_model
-from catalogue_tagger.models.samplecnn import WINDOW, build, samplecnn_spec
+from catalogue_tagger.models.layers import fold_batchnorm
+from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, build, for_cpu_inference, samplecnn_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 
@@ -94,3 +95,21 @@ def test_projected_embedding_exports_like_the_rest(tmp_path: Path) -> None:
     got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(names, {"wave": wave})
     assert got[2].shape == (2, 200)
     assert np.abs(got[2] - embedding.numpy()).max() <= 1e-4 * max(1.0, float(np.abs(embedding.numpy()).max()))
+
+
+def test_channels_last_features_compute_what_the_folded_network_does() -> None:
+    """The CPU inference network (activations channels-last, first layer a matrix product, pool before ReLU)
+    gives the shipped tagger's outputs; and it refuses a network whose BN is not folded."""
+    shipped = load_model("samplecnn-mtt").eval()
+    fast = for_cpu_inference(fold_batchnorm(load_model("samplecnn-mtt").eval()))
+    assert isinstance(fast.net.features, ChannelsLastFeatures)
+    wave = torch.from_numpy((np.random.default_rng(3).standard_normal((3, WINDOW)) * 0.1).astype(np.float32))
+    with torch.inference_mode():
+        for want, got in zip(shipped(wave), fast(wave)):
+            assert got.shape == want.shape
+            assert float((got - want).abs().max()) <= 1e-4
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            reduced = fast(wave)[0]
+    assert 0 < float((reduced.float() - shipped(wave)[0]).abs().max()) <= 0.02  # really bfloat16, and close
+    with pytest.raises(ValueError, match="fold the BN"):
+        ChannelsLastFeatures(load_model("samplecnn-mtt").net.features)
