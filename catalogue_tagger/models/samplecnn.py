@@ -104,7 +104,7 @@ class ChannelsLastFeatures(nn.Module):
         for layer in layers[1:]:
             if isinstance(layer, nn.Conv1d) and layer.bias is not None and layer.stride == (1,) and layer.groups == 1:
                 conv2d = nn.Conv2d(layer.in_channels, layer.out_channels, (1, int(layer.kernel_size[0])),
-                                   padding=(0, int(layer.padding[0])))  # type: ignore[index]
+                                   padding=(0, int(layer.padding[0])))
                 conv2d.weight = nn.Parameter(layer.weight.detach().unsqueeze(2).contiguous(
                     memory_format=torch.channels_last), requires_grad=False)
                 conv2d.bias = nn.Parameter(layer.bias.detach(), requires_grad=False)
