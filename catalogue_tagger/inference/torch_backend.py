@@ -3,7 +3,8 @@
 On CPU a batch is cut into micro-batches of :data:`CPU_MICRO_BATCH` segments, run side by side on
 ``threads`` Python threads with one torch thread each: a micro-batch's activations stay in the core's cache
 (musicnn's tiled front end, SampleCNN's 128 x 19683 first blocks) and the cores never wait on each other
-inside one small operator; BN is folded into the convolution before it.
+inside one small operator; BN is folded into the convolution before it, and SampleCNN's activations stay
+channels-last (:class:`~catalogue_tagger.models.samplecnn.ChannelsLastFeatures`), where oneDNN needs no reorders.
 
 Precision is explicit: ``fp32`` runs the network as converted; ``bf16`` (CPU with native bfloat16, or CUDA) and
 ``fp16`` (CUDA) run the network's convolutions and matrix products in that type (fp32 accumulation) under
