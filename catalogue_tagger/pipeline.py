@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager as ContextManager, ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from catalogue_tagger.config import Settings
@@ -99,21 +99,33 @@ def tag(
     ``force``: re-tag the selection even where already tagged. The store must be migrated.
     """
     started = time.perf_counter()
-    counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
-    if force:
-        store.mark_pending(partition_key=partition_key)
-    before = store.partition_status(partition_key) if partition_key else None
     specs = {name: get_spec(name) for name in settings.models}
-    model_ids = {
-        name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
-                                   settings.precision)
-        for name, s in specs.items()
-    }
-    backends = {name: resolve_backend(settings, name)[0] for name in specs}
-    with store.open_run(source.uri, list(settings.models), partition_key, precision=settings.precision,
-                        backends=backends) as lease:
-        return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress,
-                        started=started, skipped=(before or {}).get("tagged", 0) if partition_key else counts.unchanged)
+    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
+    # The decode workers start first: their start-up (a process, its imports, the descriptors' filters; ~1.3 s)
+    # then overlaps discovery, the models' registration and the opening of the backends instead of following them.
+    with _decode_pool(source, settings, feed) as pool:
+        counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
+        if force:
+            store.mark_pending(partition_key=partition_key)
+        before = store.partition_status(partition_key) if partition_key else None
+        model_ids = {
+            name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
+                                       settings.precision)
+            for name, s in specs.items()
+        }
+        backends = {name: resolve_backend(settings, name)[0] for name in specs}
+        with store.open_run(source.uri, list(settings.models), partition_key, precision=settings.precision,
+                            backends=backends) as lease:
+            skipped = (before or {}).get("tagged", 0) if partition_key else counts.unchanged
+            return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress, feed, pool,
+                            started=started, skipped=skipped)
+
+
+def _decode_pool(source: ObjectStore, settings: Settings, feed: DecodeOptions) -> ContextManager[DecodePool | None]:
+    """The run's decode workers (``None`` with ``workers=0``: decoding runs inline)."""
+    if settings.workers == 0:
+        return nullcontext()
+    return DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, segments_in_flight(settings))
 
 
 def _tag_run(
@@ -125,6 +137,8 @@ def _tag_run(
     model_ids: Mapping[str, int],
     partition_key: str | None,
     progress: ProgressHook | None,
+    feed: DecodeOptions,
+    pool: DecodePool | None,
     *,
     started: float,
     skipped: int,
@@ -134,7 +148,6 @@ def _tag_run(
     in its stats (``{"error": {"kind", "detail"}}``), after which that error propagates."""
     run_id = lease.run_id
     writer = ResultWriter(store, run_id, model_ids, keep_segments=settings.keep_segments)
-    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
     segments_scored = 0
     error: BaseException | None = None
     try:
@@ -143,8 +156,8 @@ def _tag_run(
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
             claims = _claims(store, lease, partition_key)
             try:
-                if settings.workers > 0:
-                    _run_pooled(source, claims, feed, loop, writer, settings, progress)
+                if pool is not None:
+                    _run_pooled(pool, claims, loop, writer, settings, progress)
                 else:
                     _run_inline(source, claims, feed, loop, writer, progress)
             finally:
@@ -259,9 +272,8 @@ def segments_in_flight(settings: Settings) -> int:
 
 
 def _run_pooled(
-    source: ObjectStore,
+    pool: DecodePool,
     claims: Iterator[TrackTask],
-    feed: DecodeOptions,
     loop: InferenceLoop,
     writer: ResultWriter,
     settings: Settings,
@@ -271,27 +283,26 @@ def _run_pooled(
     target = max(8, 4 * settings.workers)  # tracks decoding or queued ahead of the workers
     pending = iter(claims)
     exhausted = False
-    with DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, segments_in_flight(settings)) as pool:
-        while True:
-            while not exhausted and len(submitted) < target:
-                task = next(pending, None)
-                if task is None:
-                    exhausted = True
-                    pool.no_more_tasks()
-                else:
-                    submitted[task.track_id] = task
-                    pool.submit(task)
-            try:
-                message: Message | None = pool.get(timeout=0.2)  # a segment's samples: valid until the next get
-            except EOFError:
-                break
-            if message is None:  # decoders quiet: score partial batches rather than wait
-                finished = loop.flush()
+    while True:
+        while not exhausted and len(submitted) < target:
+            task = next(pending, None)
+            if task is None:
+                exhausted = True
+                pool.no_more_tasks()
             else:
-                finished = loop.feed(message)  # copies a segment into its batch
-            for item in finished:
-                submitted.pop(item.track_id, None)
-            _emit(finished, writer, loop, progress)
+                submitted[task.track_id] = task
+                pool.submit(task)
+        try:
+            message: Message | None = pool.get(timeout=0.2)  # a segment's samples: valid until the next get
+        except EOFError:
+            break
+        if message is None:  # decoders quiet: score partial batches rather than wait
+            finished = loop.flush()
+        else:
+            finished = loop.feed(message)  # copies a segment into its batch
+        for item in finished:
+            submitted.pop(item.track_id, None)
+        _emit(finished, writer, loop, progress)
     finished = loop.flush()
     for item in finished:
         submitted.pop(item.track_id, None)
