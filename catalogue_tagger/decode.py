@@ -2,8 +2,9 @@
 
 The model contract is librosa's ``load(path, sr=16000, mono=True)``: integer samples scaled by a power of two
 (int16 / 32768, exact), mono as the mean of the channels, then soxr ``HQ`` resampling (``res_type="soxr_hq"``).
-We reproduce it chunk by chunk: PyAV decodes frame by frame from a file-like object, each frame is made mono
-float32 and fed to one ``soxr.ResampleStream``, and fixed-size chunks come out. Audio already at 16 kHz passes
+We reproduce it chunk by chunk: PyAV decodes frame by frame from a file-like object, an ``av.AudioFifo`` regroups
+the frames into blocks of 16,384 samples, each block is made mono float32 and fed to one ``soxr.ResampleStream``,
+and fixed-size chunks come out. Audio already at 16 kHz passes
 through untouched. Memory is a few chunks whatever the track length, and decoding stops at ``max_duration_s``.
 
     with decode_stream(fileobj, max_duration_s=900) as audio:
@@ -37,8 +38,9 @@ SAMPLE_RATE = 16_000
 DEFAULT_CHUNK_S = 10.0
 RESAMPLE_QUALITY = "HQ"  # librosa.load's default (soxr_hq); part of the model contract
 MAX_CONSECUTIVE_PACKET_ERRORS = 32
-#: Source samples (per channel) downmixed and resampled together; per-frame numpy calls cost more than the work.
-GROUP_SAMPLES = 16_384
+#: Source samples (per channel) per block handed on from the decoder (:func:`_blocks`): converted, downmixed,
+#: resampled and metered together; per-frame numpy calls cost more than the work.
+BLOCK_SAMPLES = 16_384
 
 #: A file is flagged truncated when it decodes to less than this share of its declared duration ...
 TRUNCATED_RATIO = 0.98
@@ -191,8 +193,7 @@ class DecodedAudio:
         decoded_s = 0.0  # source audio consumed, in seconds
         capped = False
         channels = 0
-        group = _FrameGroup(GROUP_SAMPLES)
-        frames = self._frames()
+        frames = _blocks(self._frames(), BLOCK_SAMPLES)
         for frame in frames:
             samples = frame_samples(frame)
             if self._on_frame is not None:
@@ -200,20 +201,15 @@ class DecodedAudio:
             channels = max(channels, samples.shape[0])
             rate = int(frame.sample_rate)
             if self.max_duration_s is not None:
-                # A frame ending exactly at the cap lets the loop run once more: room 0 marks it capped.
+                # A block ending exactly at the cap lets the loop run once more: room 0 marks it capped.
                 room = int(round((self.max_duration_s - decoded_s) * rate))
                 if room < samples.shape[1]:
                     capped = True
                     samples = samples[:, : max(room, 0)]
             decoded_s += samples.shape[1] / rate
-            if not group.fits(samples, rate):
-                yield from chunker.push(resampler.feed(*group.take()))
-            if group.add(samples, rate) or capped:
-                yield from chunker.push(resampler.feed(*group.take()))
+            yield from chunker.push(resampler.feed(downmix(samples), rate))
             if capped:
                 break
-        if group:
-            yield from chunker.push(resampler.feed(*group.take()))
         frames.close()
         yield from chunker.push(resampler.flush())
         tail = chunker.rest()
@@ -358,35 +354,29 @@ class _Resampler:
         return [tail]
 
 
-class _FrameGroup:
-    """Consecutive frames of one rate and channel count, downmixed together: one numpy call and one resampler call
-    per group instead of per frame (an MP3 frame is 1152 samples). Same samples out, in the same order."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        self._parts: list[SourceSamples] = []
-        self._held = 0
-        self._rate = 0
-
-    def __bool__(self) -> bool:
-        return bool(self._parts)
-
-    def fits(self, samples: SourceSamples, rate: int) -> bool:
-        return not self._parts or (rate == self._rate and samples.shape[0] == self._parts[0].shape[0])
-
-    def add(self, samples: SourceSamples, rate: int) -> bool:
-        """Hold ``samples``; True when the group is full."""
-        self._parts.append(samples)
-        self._held += samples.shape[1]
-        self._rate = rate
-        return self._held >= self.size
-
-    def take(self) -> tuple[Waveform, int]:
-        """The held frames as one mono array, and their rate; the group is empty afterwards."""
-        parts = self._parts
-        mono = downmix(np.concatenate(parts, axis=1) if len(parts) > 1 else parts[0])
-        self._parts, self._held = [], 0
-        return mono, self._rate
+def _blocks(frames: Generator[Any, None, None], size: int) -> Generator[Any, None, None]:
+    """Decoded frames regrouped by an ``av.AudioFifo`` into frames of ``size`` samples; the last block of the
+    stream, and of each run of one format (sample format, layout, rate), may be shorter. The samples and their
+    order are unchanged (soxr's stream and the meters give the same output for any blocking), while what runs
+    per frame in Python (the conversion to numpy, the downmix, the meters' calls) runs once per 0.37 s of
+    44.1 kHz audio instead of once per codec frame (576–1152 samples): it cost as much as decoding."""
+    fifo: Any = None
+    signature: tuple[str, str, int] | None = None
+    try:
+        for frame in frames:
+            frame_signature = (str(frame.format.name), str(frame.layout.name), int(frame.sample_rate))
+            if frame_signature != signature:
+                if fifo is not None and fifo.samples:
+                    yield fifo.read()
+                fifo, signature = av.AudioFifo(), frame_signature
+            frame.pts = None  # the FIFO would otherwise insist that timestamps run without gaps
+            fifo.write(frame)
+            while fifo.samples >= size:
+                yield fifo.read(size)
+        if fifo is not None and fifo.samples:
+            yield fifo.read()
+    finally:
+        frames.close()
 
 
 class _Chunker:

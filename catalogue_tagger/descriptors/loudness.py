@@ -8,9 +8,11 @@ the last frame's values are the track's — the numbers ``ffmpeg -af ebur128`` p
 
 True peak (BS.1770-4 annex 2: the peak of the 4× oversampled signal) is measured beside it rather than by the
 filter's ``peak=true``, which oversamples every sample of every channel and costs twice the rest of the meter. We
-oversample (``soxr.resample`` ×4, HQ, with 256 samples of context on each side) only frames whose sample peak is
-within 3 dB of the running true peak — inter-sample peaks of music exceed the sample peak by well under that — so a
-track costs a few percent of its frames. Memory is the filter's gating histograms and up to 33 frames (fixed).
+oversample (``soxr.resample`` ×4, HQ, with 256 samples of context on each side) only the sub-blocks of 1024
+samples whose sample peak is within 3 dB of the running true peak — inter-sample peaks of music exceed the sample
+peak by well under that — each run of consecutive candidates in one call, so a track costs a few percent of its
+samples. Memory is the filter's gating histograms, the sink's few blocks and less than two blocks held for the
+true peak (fixed).
 
 Frames whose format, rate or layout changes mid-stream stop the measurement (values become ``None``).
 """
@@ -31,13 +33,14 @@ import soxr
 logger = logging.getLogger(__name__)
 
 TRUE_PEAK_OVERSAMPLING = 4
-TRUE_PEAK_MARGIN_DB = 3.0  # frames whose sample peak is further below the running true peak are not oversampled
-TRUE_PEAK_CONTEXT = 256  # samples of the neighbouring frames given to the resampler on each side
+TRUE_PEAK_MARGIN_DB = 3.0  # sub-blocks whose sample peak is further below the running true peak are not oversampled
+TRUE_PEAK_CONTEXT = 256  # samples of the stream given to the resampler on each side of what it measures
+TRUE_PEAK_BLOCK = 1024  # samples per candidate test (23 ms at 44.1 kHz)
 
 #: Frames pushed into the meter between two drains of its sink. Each drain ends in PyAV raising "try again", which
-#: cost as much as the meter itself when done per frame; the sink holds the frames in between (~0.25 MB), and
-#: their metadata is read in the same order, so the figures are the same.
-DRAIN_EVERY = 32
+#: cost as much as the meter itself when done per codec frame; the decoder's blocks (16,384 samples) are pushed,
+#: the sink holds the few in between (~0.5 MB), and their metadata is read in the same order: the same figures.
+DRAIN_EVERY = 4
 #: ebur128 reports -70 LUFS (its absolute gate) for silence; below this, integrated loudness is "none".
 SILENCE_LUFS = -69.9
 
@@ -128,63 +131,80 @@ def _number(text: str | None) -> float | None:
 
 
 class TruePeakMeter:
-    """The running true peak (linear) of frames ``(channels, samples)``, oversampling only candidate frames.
+    """The running true peak (linear) of a stream of blocks ``(channels, samples)``, of any sizes.
 
-    Frames are measured :data:`DRAIN_EVERY` at a time (their sample peaks in one pass), each once the frame after it
-    has arrived, so the resampler sees context on both sides of it. Which frames are oversampled, and with what
-    context, is the same as measuring frame by frame: the candidate test runs in order against the running peak.
+    The stream is cut into fixed sub-blocks of :data:`TRUE_PEAK_BLOCK` samples, whatever the decoder's framing.
+    A sub-block is a candidate when its sample peak is within :data:`TRUE_PEAK_MARGIN_DB` of the running peak
+    (which is at least the running sample peak); each run of consecutive candidates is oversampled in one call,
+    with :data:`TRUE_PEAK_CONTEXT` samples of the stream on each side. Samples are measured once
+    :data:`TRUE_PEAK_CONTEXT` samples after them have arrived; what is held is less than a block and that margin.
     """
 
     def __init__(self) -> None:
         self.peak = 0.0
-        self._left: npt.NDArray[np.float32] | None = None  # the tail of the frame before the first held one
-        self._held: list[npt.NDArray[np.float32]] = []
+        self._pending: npt.NDArray[np.float32] | None = None  # received, not yet measured
+        self._left: npt.NDArray[np.float32] | None = None  # the last measured samples: left context
         self._rate = 0
 
     def push(self, samples: npt.NDArray[np.float32], rate: int) -> None:
-        self._held.append(samples)
         self._rate = rate
-        if len(self._held) > DRAIN_EVERY:
-            self._measure(final=False)
+        if samples.shape[1] == 0:
+            return
+        pending = samples if self._pending is None else np.concatenate([self._pending, samples], axis=1)
+        ready = (pending.shape[1] - TRUE_PEAK_CONTEXT) // TRUE_PEAK_BLOCK * TRUE_PEAK_BLOCK
+        if ready <= 0:
+            self._pending = pending
+            return
+        self._measure(pending[:, :ready], pending[:, ready : ready + TRUE_PEAK_CONTEXT])
+        self._pending = pending[:, ready:]
 
     def finish(self) -> float:
-        if self._held:
-            self._measure(final=True)
+        if self._pending is not None and self._pending.shape[1]:
+            self._measure(self._pending, None)
+        self._pending = None
         return self.peak
 
-    def _measure(self, final: bool) -> None:
-        """Measure the held frames, all of them when ``final``, else all but the last (it has no right context)."""
-        held = self._held
-        ready = held if final else held[:-1]
-        lengths = np.fromiter((f.shape[1] for f in ready), np.int64, len(ready))
-        peaks = np.zeros(len(ready))
-        filled = lengths > 0
-        if filled.any():
-            magnitudes = np.abs(np.concatenate([f for f in ready if f.shape[1]], axis=1)).max(axis=0)
-            starts = np.concatenate([[0], np.cumsum(lengths[filled])[:-1]])
-            peaks[filled] = np.maximum.reduceat(magnitudes, starts)
+    def _measure(self, signal: npt.NDArray[np.float32], right: npt.NDArray[np.float32] | None) -> None:
+        """Measure ``signal`` (whole sub-blocks, but for the stream's last), ``right`` being what follows it."""
+        n = signal.shape[1]
+        blocks = -(-n // TRUE_PEAK_BLOCK)
+        magnitudes = np.abs(signal).max(axis=0)
+        padded = np.zeros(blocks * TRUE_PEAK_BLOCK, np.float32)
+        padded[:n] = magnitudes
+        peaks = padded.reshape(blocks, TRUE_PEAK_BLOCK).max(axis=1)
         margin = 10 ** (TRUE_PEAK_MARGIN_DB / 20)
-        # The running peak is at least the running sample peak: frames this rules out are not candidates, whatever
-        # the oversampled peaks before them (the test below then sees only the few that remain).
+        # The running peak is at least the running sample peak: sub-blocks this rules out are not candidates,
+        # whatever the oversampled peaks before them.
         floor = np.maximum.accumulate(np.maximum(peaks, self.peak))
-        maybe = np.flatnonzero((peaks > 0) & (peaks * margin >= floor))
-        for i in maybe.tolist():
-            self.peak = max(self.peak, float(floor[i]))  # the running peak as frame by frame, up to frame i
-            if peaks[i] * margin < self.peak:
-                continue
-            left = ready[i - 1][:, -TRUE_PEAK_CONTEXT:] if i > 0 else self._left
-            right = held[i + 1][:, :TRUE_PEAK_CONTEXT] if i + 1 < len(held) else None
-            self.peak = max(self.peak, self._oversampled_peak(left, ready[i], right))
-        if ready:
-            self.peak = max(self.peak, float(floor[-1]))
-            self._left = ready[-1][:, -TRUE_PEAK_CONTEXT:]
-        self._held = [] if final else held[-1:]
+        candidate = (peaks > 0) & (peaks * margin >= floor)
+        for first, last in _runs(candidate):
+            if float(peaks[first:last].max()) * margin < self.peak:
+                continue  # the oversampled peaks of the runs before this one rule it out
+            start, stop = first * TRUE_PEAK_BLOCK, min(n, last * TRUE_PEAK_BLOCK)
+            self.peak = max(self.peak, self._oversampled_peak(signal, start, stop, right))
+        self.peak = max(self.peak, float(floor[-1]))
+        if n < TRUE_PEAK_CONTEXT and self._left is not None:
+            signal = np.concatenate([self._left, signal], axis=1)
+        self._left = signal[:, -TRUE_PEAK_CONTEXT:]
 
-    def _oversampled_peak(self, left: npt.NDArray[np.float32] | None, middle: npt.NDArray[np.float32],
+    def _oversampled_peak(self, signal: npt.NDArray[np.float32], start: int, stop: int,
                           right: npt.NDArray[np.float32] | None) -> float:
-        parts = [p for p in (left, middle, right) if p is not None and p.shape[1]]
-        signal = np.ascontiguousarray(np.concatenate(parts, axis=1).T)  # soxr takes (samples, channels)
-        up = soxr.resample(signal, self._rate, self._rate * TRUE_PEAK_OVERSAMPLING, quality="HQ")
-        start = (left.shape[1] if left is not None else 0) * TRUE_PEAK_OVERSAMPLING
-        inside = up[start : start + middle.shape[1] * TRUE_PEAK_OVERSAMPLING]
+        """The peak of ``signal[:, start:stop]`` oversampled, with the stream's context on both sides."""
+        before = signal[:, max(0, start - TRUE_PEAK_CONTEXT) : start]
+        short = TRUE_PEAK_CONTEXT - before.shape[1]
+        left = self._left[:, max(0, self._left.shape[1] - short) :] if short and self._left is not None else None
+        after = signal[:, stop : stop + TRUE_PEAK_CONTEXT]
+        missing = TRUE_PEAK_CONTEXT - after.shape[1]
+        beyond = right[:, :missing] if missing and right is not None else None
+        parts = [p for p in (left, before, signal[:, start:stop], after, beyond) if p is not None and p.shape[1]]
+        offset = (left.shape[1] if left is not None else 0) + before.shape[1]
+        joined = np.ascontiguousarray(np.concatenate(parts, axis=1).T)  # soxr takes (samples, channels)
+        up = soxr.resample(joined, self._rate, self._rate * TRUE_PEAK_OVERSAMPLING, quality="HQ")
+        inside = up[offset * TRUE_PEAK_OVERSAMPLING : (offset + stop - start) * TRUE_PEAK_OVERSAMPLING]
         return float(np.abs(inside).max()) if len(inside) else 0.0
+
+
+def _runs(flags: npt.NDArray[np.bool_]) -> list[tuple[int, int]]:
+    """``[(first, last + 1), ...]`` of the runs of True in ``flags``."""
+    edges = np.diff(np.concatenate([[0], flags.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import soxr
 
-from catalogue_tagger.decode import SAMPLE_RATE, DecodeInfo, decode_all, decode_stream, frame_to_mono
+from catalogue_tagger.decode import BLOCK_SAMPLES, SAMPLE_RATE, DecodeInfo, decode_all, decode_stream, frame_to_mono
 from catalogue_tagger.errors import DecodeError, EmptyAudio, NoAudioStream, UnsupportedFormat
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"
@@ -199,3 +199,21 @@ def test_streaming_memory_does_not_grow_with_the_track(tmp_path: Path) -> None:
         tracemalloc.stop()
     assert total == audio.info.samples == 60 * SAMPLE_RATE
     assert peak < 1_500_000
+
+
+@pytest.mark.parametrize("name", ["excerpt.mp3", "excerpt.ogg", "excerpt.opus", "excerpt.m4a"])
+def test_blocks_give_the_samples_of_decoding_frame_by_frame(name: str) -> None:
+    """Frames regrouped into 16,384-sample blocks before conversion: bit for bit the 16 kHz samples of resampling
+    each codec frame's channel mean as it comes, and the hook sees whole blocks (the last one shorter)."""
+    samples, rate = raw_samples(AUDIO / name)
+    stream = soxr.ResampleStream(rate, SAMPLE_RATE, 1, dtype="float32", quality="HQ")
+    expected = []
+    for start in range(0, samples.shape[1], 1152):  # frame by frame, as a decoder hands them over
+        expected.append(stream.resample_chunk(samples[:, start : start + 1152].astype(np.float32).mean(axis=0)))
+    expected.append(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+    seen: list[int] = []
+    with (AUDIO / name).open("rb") as fh, decode_stream(fh, on_frame=lambda f, s: seen.append(s.shape[1])) as audio:
+        decoded = np.concatenate(list(audio))
+    np.testing.assert_array_equal(decoded, np.concatenate(expected))
+    assert sum(seen) == samples.shape[1] and len(seen) > 1
+    assert set(seen[:-1]) == {BLOCK_SAMPLES} and 0 < seen[-1] <= BLOCK_SAMPLES

@@ -188,3 +188,27 @@ def test_true_peak_of_the_stream_is_that_of_the_whole_signal(name: str) -> None:
     whole = soxr.resample(np.ascontiguousarray(np.concatenate(frames, axis=1).T), rate, 4 * rate, quality="HQ")
     assert len(frames) > 2 * 33  # several groups
     assert abs(20 * np.log10(streamed) - 20 * np.log10(float(np.abs(whole).max()))) <= 0.01
+
+
+def test_true_peak_does_not_depend_on_how_the_stream_is_cut() -> None:
+    """Candidates are fixed 1024-sample sub-blocks of the stream and runs of them are oversampled together: a
+    codec's 576-sample frames, odd sizes or whole 16,384-sample blocks give the same peak (to the resampler's
+    float rounding, as runs split where measurements end), which is the whole signal's oversampled peak."""
+    from catalogue_tagger.decode import frame_samples
+    from catalogue_tagger.descriptors.loudness import TruePeakMeter
+
+    with av.open(str(AUDIO / "excerpt.ogg")) as container:
+        frames = [frame_samples(frame) for frame in container.decode(audio=0)]
+        rate = container.streams.audio[0].rate
+    signal = np.concatenate(frames, axis=1)
+    peaks = []
+    for sizes in ([576], [16_384], [1, 700, 5000, 300, 2048]):
+        meter, start, i = TruePeakMeter(), 0, 0
+        while start < signal.shape[1]:
+            size = sizes[i % len(sizes)]
+            meter.push(signal[:, start : start + size], rate)
+            start, i = start + size, i + 1
+        peaks.append(meter.finish())
+    whole = float(np.abs(soxr.resample(np.ascontiguousarray(signal.T), rate, 4 * rate, quality="HQ")).max())
+    assert peaks[1] == pytest.approx(peaks[0], rel=1e-6) and peaks[2] == pytest.approx(peaks[0], rel=1e-6)
+    assert abs(20 * np.log10(peaks[0]) - 20 * np.log10(whole)) <= 0.01
