@@ -3,7 +3,6 @@ tail that does not fill a frame yet."""
 
 from __future__ import annotations
 
-import librosa
 import numpy as np
 import numpy.typing as npt
 
@@ -13,7 +12,8 @@ Array = npt.NDArray[np.float32]
 class FrameStream:
     """``push(chunk)`` → the complete frames of ``n_fft`` samples, ``hop`` apart, that the stream now holds
     (``(n_frames, n_fft)``, possibly none); the same frames as framing the whole signal at once
-    (``librosa.util.frame``, no centring)."""
+    (``librosa.util.frame``, no centring; numpy's sliding windows here, so a decode worker need not import
+    librosa)."""
 
     def __init__(self, n_fft: int, hop: int) -> None:
         self.n_fft = n_fft
@@ -33,5 +33,5 @@ class FrameStream:
         n_frames = 1 + (len(y) - self.n_fft) // self.hop
         self._tail = np.asarray(y[n_frames * self.hop :], np.float32)
         used = y[: (n_frames - 1) * self.hop + self.n_fft]
-        frames: Array = librosa.util.frame(used, frame_length=self.n_fft, hop_length=self.hop).T
+        frames: Array = np.lib.stride_tricks.sliding_window_view(used, self.n_fft)[:: self.hop]
         return frames

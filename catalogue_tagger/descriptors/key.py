@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import librosa
 import numpy as np
 import numpy.typing as npt
 import scipy.fft
@@ -65,12 +64,13 @@ def hpcp_matrix() -> npt.NDArray[np.float32]:
 
     Bin 0 is C (A4 = 440 Hz); a peak at ``f`` adds to the bins of ``f / h`` for ``h = 1 … HARMONICS``.
     """
-    freqs = librosa.fft_frequencies(sr=SAMPLE_RATE, n_fft=N_FFT)
+    freqs = np.fft.rfftfreq(n=N_FFT, d=1.0 / SAMPLE_RATE)  # librosa.fft_frequencies
     matrix = np.zeros((N_BINS, len(freqs)), np.float64)
     usable = (freqs >= MIN_HZ) & (freqs <= MAX_HZ)
     centres = np.arange(N_BINS)
     for h in range(1, HARMONICS + 1):
-        position = (librosa.hz_to_midi(freqs[usable] / h) % 12) * BINS_PER_SEMITONE  # in pitch-class bins
+        midi = 12 * (np.log2(freqs[usable] / h) - np.log2(440.0)) + 69  # librosa.hz_to_midi
+        position = (midi % 12) * BINS_PER_SEMITONE  # in pitch-class bins
         distance = (position[None, :] - centres[:, None] + N_BINS / 2) % N_BINS - N_BINS / 2
         spread = np.where(np.abs(distance) < 2 / 3 * 1.5, np.cos(np.pi / 2 * distance / (2 / 3 * 1.5)) ** 2, 0.0)
         matrix[:, usable] += HARMONIC_DECAY ** (h - 1) * spread

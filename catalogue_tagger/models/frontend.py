@@ -20,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from catalogue_tagger import filterbanks
+
 SAMPLE_RATE = 16000
 N_FFT = 512
 HOP = 256
@@ -40,10 +42,9 @@ def dft_basis(n_fft: int = N_FFT) -> np.ndarray:
 
 
 def mel_filterbank() -> np.ndarray:
-    """``[n_fft // 2 + 1, n_mels]`` Slaney-scale, Slaney-normalised filters, as musicnn used them."""
-    import librosa  # imported here: slow to import and needed only when a model is built
-
-    return librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).T.astype(np.float32)
+    """``[n_fft // 2 + 1, n_mels]`` Slaney-scale, Slaney-normalised filters, as musicnn used them (librosa's,
+    shipped: :mod:`catalogue_tagger.filterbanks`)."""
+    return np.ascontiguousarray(filterbanks.mel("musicnn").T, dtype=np.float32)
 
 
 class LogMel(nn.Module):

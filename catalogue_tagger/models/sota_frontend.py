@@ -25,6 +25,7 @@ import numpy.typing as npt
 import torch
 from torch import nn
 
+from catalogue_tagger import filterbanks
 from catalogue_tagger.models.frontend import dft_basis
 from catalogue_tagger.models.layers import FrozenBatchNorm
 
@@ -32,8 +33,6 @@ SAMPLE_RATE = 16000
 N_FFT = 512
 HOP = 256
 N_MELS = 96
-F_MIN = 0.0
-F_MAX = 8000.0
 AMIN = 1e-10  # AmplitudeToDB's floor: silence is -100 dB
 BN_EPSILON = 1e-5  # PyTorch's BatchNorm default, used by every batch norm of these checkpoints
 CENTER_PAD = N_FFT // 2  # torchaudio's centred STFT pads each window by 256 samples on both sides
@@ -46,11 +45,7 @@ def n_frames(window: int) -> int:
 
 def htk_mel_filterbank() -> npt.NDArray[np.float32]:
     """``[257, 96]``: HTK-scale triangles from 0 to 8 kHz, peak 1, no area normalisation."""
-    import librosa  # imported here: slow to import and needed only when a model is built
-
-    fb = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS, fmin=F_MIN, fmax=F_MAX,
-                             htk=True, norm=None, dtype=np.float64)
-    return np.ascontiguousarray(fb.T, dtype=np.float32)
+    return np.ascontiguousarray(filterbanks.mel("sota-htk").T, dtype=np.float32)  # librosa's, shipped
 
 
 def hann_window() -> npt.NDArray[np.float32]:
