@@ -81,6 +81,24 @@ class InferenceLoop:
                 finished += self._collect(*running.popleft())
         return finished
 
+    def ready(self, min_segments: int) -> bool:
+        """Whether :meth:`score_ready` has a batch to score."""
+        return any(self._is_ready(name, min_segments) for name in self.batchers)
+
+    def score_ready(self, min_segments: int) -> list[Finished]:
+        """Score the partial batches that hold at least ``min_segments``, of backends that run a batch in
+        ``submit`` (CPU: they gain nothing from a fuller batch once their threads are busy). The pipeline asks
+        while the decoders are behind, so that inference does not idle until a whole batch has filled."""
+        finished: list[Finished] = []
+        for name, batcher in self.batchers.items():
+            batch = batcher.flush() if self._is_ready(name, min_segments) else None
+            if batch is not None:
+                finished += self._score(batch)
+        return finished
+
+    def _is_ready(self, name: str, min_segments: int) -> bool:
+        return self.backends[name].in_flight == 0 and len(self.batchers[name]) >= min_segments
+
     def _score(self, batch: Batch) -> list[Finished]:
         """Submit ``batch``; collect the oldest batches of its model beyond the backend's ``in_flight``."""
         backend = self.backends[batch.model]

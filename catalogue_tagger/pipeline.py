@@ -21,7 +21,7 @@ from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import BackendUnavailable, DecodeCrash, RunError, TaggerError, failure_of
 from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.heads import score_after_run
-from catalogue_tagger.inference.base import Backend, open_backend, resolve_backend
+from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, open_backend, resolve_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.registry import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
@@ -283,6 +283,10 @@ def _run_pooled(
     target = max(8, 4 * settings.workers)  # tracks decoding or queued ahead of the workers
     pending = iter(claims)
     exhausted = False
+    # On a CPU, while the decoders are behind (no segment waiting), a partial batch that fills the inference
+    # threads is scored rather than left waiting for the rest of its batch: at the start of a run the threads
+    # otherwise idled until 64 segments were decoded (~1.7 s of a 14 s run here).
+    early = settings.threads * CPU_MICRO_BATCH if settings.device == "cpu" else 0
     while True:
         while not exhausted and len(submitted) < target:
             task = next(pending, None)
@@ -293,10 +297,16 @@ def _run_pooled(
                 submitted[task.track_id] = task
                 pool.submit(task)
         try:
-            message: Message | None = pool.get(timeout=0.2)  # a segment's samples: valid until the next get
+            # a segment's samples: valid until the next get
+            message: Message | None = pool.get(timeout=0.0) if early else None
+            behind = message is None and early > 0 and loop.ready(early)
+            if message is None and not behind:
+                message = pool.get(timeout=0.2)
         except EOFError:
             break
-        if message is None:  # decoders quiet: score partial batches rather than wait
+        if behind:
+            finished = loop.score_ready(early)
+        elif message is None:  # decoders quiet: score partial batches rather than wait
             finished = loop.flush()
         else:
             finished = loop.feed(message)  # copies a segment into its batch

@@ -174,3 +174,31 @@ def test_cuda_without_a_gpu_is_unavailable_whatever_the_index(device: str) -> No
 
     with pytest.raises(BackendUnavailable, match="no CUDA device"):
         TorchBackend("musicnn-mtt", device)
+
+
+def test_partial_batches_are_scored_early_only_on_backends_that_run_at_once() -> None:
+    """While the decoders are behind, a partial batch big enough for the CPU threads is scored; a backend that
+    keeps batches running (CUDA) waits for full ones. The scores are those of full batches."""
+    rng = np.random.default_rng(3)
+    loop = InferenceLoop({SPEC.name: Scoring()}, batch_size=64)
+    loop.feed(TrackStarted(1, "file:///1.mp3"))
+    segments = [rng.standard_normal(SPEC.window).astype(np.float32) for _ in range(5)]
+    for i, samples in enumerate(segments[:3]):
+        loop.feed(SegmentReady(1, SPEC.name, i, samples))
+    assert not loop.ready(4) and loop.ready(3)
+    assert loop.score_ready(3) == [] and loop.segments_scored == 3 and not loop.ready(1)
+    for i, samples in enumerate(segments[3:], start=3):
+        loop.feed(SegmentReady(1, SPEC.name, i, samples))
+    done = loop.feed(TrackDecoded(1, "file:///1.mp3", {SPEC.name: 5}, 5.0, ())) + loop.flush()
+    assert loop.segments_scored == 5 and len(done) == 1 and isinstance(done[0], TrackResult)
+    whole = InferenceLoop({SPEC.name: Scoring()}, batch_size=64)
+    expected = whole.feed_all([TrackStarted(1, "file:///1.mp3"), *(SegmentReady(1, SPEC.name, i, s)
+                               for i, s in enumerate(segments)),
+                               TrackDecoded(1, "file:///1.mp3", {SPEC.name: 5}, 5.0, ())]) + whole.flush()
+    assert isinstance(expected[0], TrackResult)
+    np.testing.assert_allclose(done[0].outputs[0].mean, expected[0].outputs[0].mean, rtol=1e-6)
+    deferred = InferenceLoop({SPEC.name: Deferred()}, batch_size=64)
+    deferred.feed(TrackStarted(1, "file:///1.mp3"))
+    for i, samples in enumerate(segments):
+        deferred.feed(SegmentReady(1, SPEC.name, i, samples))
+    assert not deferred.ready(1) and deferred.score_ready(1) == [] and deferred.segments_scored == 0
