@@ -47,11 +47,45 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         return F.conv2d(x, weight, bias).amax(dim=3)
     channels, _, kt, km = weight.shape
     kernel = weight.reshape(channels, kt * km)  # [C, kt * km], columns in im2col order
-    if torch.is_autocast_enabled("cpu"):
-        low = torch.get_autocast_dtype("cpu")
-        x, kernel = x.to(low), kernel.to(low)
-    maxed = _max_over_mel_of_time_kernel(x, kernel, kt) if km == 1 else _max_over_mel_of_tiles(x, kernel, kt, km)
+    if km == 1:
+        maxed = _max_over_mel_of_time_kernel(*_autocast_operands(x, kernel), kt)
+    elif torch.is_autocast_enabled("cpu"):
+        maxed = _max_over_mel_of_tiles(*_autocast_operands(x, kernel), kt, km)
+    else:
+        maxed = _max_over_mel_of_frame_rows(x, weight, kt, km)
     return maxed + bias.reshape(1, -1, 1) if bias is not None else maxed
+
+
+def _autocast_operands(x: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x`` and ``kernel`` in the CPU autocast's type when one is active (see :func:`conv_max_over_mel`)."""
+    if not torch.is_autocast_enabled("cpu"):
+        return x, kernel
+    low = torch.get_autocast_dtype("cpu")
+    return x.to(low), kernel.to(low)
+
+
+def _max_over_mel_of_frame_rows(x: torch.Tensor, weight: torch.Tensor, kt: int, km: int) -> torch.Tensor:
+    """The float32 ``kt × km`` kernel without an im2col per tile: each input frame is unfolded over mel once per
+    segment (``[time, mel positions, km]``, a ``kt``-th of the im2col), and a tile's product is the sum of ``kt``
+    GEMMs, one per kernel row, each reading ``f`` consecutive frames of it in place. The ``K = km`` products
+    run as fast as one ``K = kt × km`` product here, and the per-tile copy is gone (16 % of the 7 × 38 branch).
+    bf16 keeps :func:`_max_over_mel_of_tiles`: a sum of bf16 GEMMs would round each partial sum to bf16."""
+    n, _, t_in, n_mel = x.shape
+    channels = weight.shape[0]
+    t_out, m_out = t_in - kt + 1, n_mel - km + 1
+    rows_of_kernel = [weight[:, 0, dt].t().contiguous() for dt in range(kt)]  # [km, C] each
+    out = torch.empty(n, t_out, channels, dtype=torch.float32)
+    tile = torch.empty(CPU_TILE_FRAMES * m_out, channels, dtype=torch.float32)
+    for i in range(n):
+        rows = x[i, 0].unfold(1, km, 1).contiguous()  # [t_in, m_out, km]
+        for t0 in range(0, t_out, CPU_TILE_FRAMES):
+            frames = min(CPU_TILE_FRAMES, t_out - t0)
+            product = tile[: frames * m_out]
+            torch.mm(rows[t0 : t0 + frames].view(-1, km), rows_of_kernel[0], out=product)
+            for dt in range(1, kt):
+                product.addmm_(rows[t0 + dt : t0 + dt + frames].view(-1, km), rows_of_kernel[dt])
+            out[i, t0 : t0 + frames] = product.view(frames, m_out, channels).amax(dim=1)
+    return out.transpose(1, 2)
 
 
 def _max_over_mel_of_tiles(x: torch.Tensor, kernel: torch.Tensor, kt: int, km: int) -> torch.Tensor:
