@@ -36,6 +36,7 @@ TRUE_PEAK_OVERSAMPLING = 4
 TRUE_PEAK_MARGIN_DB = 3.0  # sub-blocks whose sample peak is further below the running true peak are not oversampled
 TRUE_PEAK_CONTEXT = 256  # samples of the stream given to the resampler on each side of what it measures
 TRUE_PEAK_BLOCK = 1024  # samples per candidate test (23 ms at 44.1 kHz)
+TRUE_PEAK_MEASURE = 65_536  # samples measured together (fewer, longer runs of candidates; ~1.5 s at 44.1 kHz)
 
 #: Frames pushed into the meter between two drains of its sink. Each drain ends in PyAV raising "try again", which
 #: cost as much as the meter itself when done per codec frame; the decoder's blocks (16,384 samples) are pushed,
@@ -137,12 +138,14 @@ class TruePeakMeter:
     A sub-block is a candidate when its sample peak is within :data:`TRUE_PEAK_MARGIN_DB` of the running peak
     (which is at least the running sample peak); each run of consecutive candidates is oversampled in one call,
     with :data:`TRUE_PEAK_CONTEXT` samples of the stream on each side. Samples are measured once
-    :data:`TRUE_PEAK_CONTEXT` samples after them have arrived; what is held is less than a block and that margin.
+    :data:`TRUE_PEAK_CONTEXT` samples after them have arrived, :data:`TRUE_PEAK_MEASURE` at a time; what is held
+    is less than that and one pushed block.
     """
 
     def __init__(self) -> None:
         self.peak = 0.0
-        self._pending: npt.NDArray[np.float32] | None = None  # received, not yet measured
+        self._pending: list[npt.NDArray[np.float32]] = []  # received, not yet measured
+        self._held = 0
         self._left: npt.NDArray[np.float32] | None = None  # the last measured samples: left context
         self._rate = 0
 
@@ -150,18 +153,19 @@ class TruePeakMeter:
         self._rate = rate
         if samples.shape[1] == 0:
             return
-        pending = samples if self._pending is None else np.concatenate([self._pending, samples], axis=1)
-        ready = (pending.shape[1] - TRUE_PEAK_CONTEXT) // TRUE_PEAK_BLOCK * TRUE_PEAK_BLOCK
-        if ready <= 0:
-            self._pending = pending
+        self._pending.append(samples)
+        self._held += samples.shape[1]
+        if self._held < TRUE_PEAK_MEASURE + TRUE_PEAK_CONTEXT:
             return
+        pending = np.concatenate(self._pending, axis=1) if len(self._pending) > 1 else self._pending[0]
+        ready = (pending.shape[1] - TRUE_PEAK_CONTEXT) // TRUE_PEAK_BLOCK * TRUE_PEAK_BLOCK
         self._measure(pending[:, :ready], pending[:, ready : ready + TRUE_PEAK_CONTEXT])
-        self._pending = pending[:, ready:]
+        self._pending, self._held = [pending[:, ready:]], pending.shape[1] - ready
 
     def finish(self) -> float:
-        if self._pending is not None and self._pending.shape[1]:
-            self._measure(self._pending, None)
-        self._pending = None
+        if self._pending:
+            self._measure(np.concatenate(self._pending, axis=1), None)
+        self._pending, self._held = [], 0
         return self.peak
 
     def _measure(self, signal: npt.NDArray[np.float32], right: npt.NDArray[np.float32] | None) -> None:
