@@ -163,8 +163,8 @@ def worker_main(
     if options.descriptors:
         from catalogue_tagger.descriptors import DescriptorAnalyzer  # loads the BLAS libraries limited below
 
-        # The first analyzer imports what librosa loads lazily (scipy.signal, its filters; ~1 s): done now, while
-        # the pool's owner is still opening its backends, rather than on the first track's critical path.
+        # The first analyzer loads scipy.fft and the shipped filterbanks: done now, while the pool's owner is still
+        # opening its backends, rather than on the first track's critical path.
         DescriptorAnalyzer(name="warm-up")
     alive = _reader_alive()
     # A worker is one core's work: BLAS threads of its own (the descriptors' matrix products) would spin against

@@ -101,7 +101,7 @@ def tag(
     started = time.perf_counter()
     specs = {name: get_spec(name) for name in settings.models}
     feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
-    # The decode workers start first: their start-up (a process, its imports, the descriptors' filters; ~1.3 s)
+    # The decode workers start first: their start-up (a process, its imports, the descriptors' state; ~0.4 s)
     # then overlaps discovery, the models' registration and the opening of the backends instead of following them.
     with _decode_pool(source, settings, feed) as pool:
         counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()

@@ -11,7 +11,7 @@ filter's ``peak=true``, which oversamples every sample of every channel and cost
 oversample (``soxr.resample`` ×4, HQ, with 256 samples of context on each side) only the sub-blocks of 1024
 samples whose sample peak is within 3 dB of the running true peak — inter-sample peaks of music exceed the sample
 peak by well under that — each run of consecutive candidates in one call, so a track costs a few percent of its
-samples. Memory is the filter's gating histograms, the sink's few blocks and less than two blocks held for the
+samples. Memory is the filter's gating histograms, the sink's few blocks and under 100,000 samples held for the
 true peak (fixed).
 
 Frames whose format, rate or layout changes mid-stream stop the measurement (values become ``None``).

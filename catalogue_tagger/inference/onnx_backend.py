@@ -80,7 +80,7 @@ class OnnxBackend(Backend):
 
     def run(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         batch = self._check(batch)
-        if self._binding is None:  # CPU: micro-batches (see CPU_MICRO_BATCH) side by side on the threads
+        if self._binding is None:  # CPU: micro-batches side by side on the threads (module docstring)
             names = list(self.spec.output_names)
             size = PARALLEL_MICRO_BATCH if self._pool is not None else CPU_MICRO_BATCH
             chunks = [batch[i : i + size] for i in range(0, len(batch), size)]

@@ -101,6 +101,9 @@ class ChannelsLastFeatures(nn.Module):
         self.first_bias = nn.Parameter(first.bias.detach(), requires_grad=False)
         self.convs = nn.ModuleList()
         self.pools: list[int] = []  # per conv: the max-pool after it (0: none)
+        convs = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv1d)]
+        if not all(i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU) for i in convs):
+            raise ValueError("ChannelsLastFeatures: every convolution must be followed by its ReLU")
         for layer in layers[1:]:
             if isinstance(layer, nn.Conv1d) and layer.bias is not None and layer.stride == (1,) and layer.groups == 1:
                 conv2d = nn.Conv2d(layer.in_channels, layer.out_channels, (1, int(layer.kernel_size[0])),
@@ -112,7 +115,7 @@ class ChannelsLastFeatures(nn.Module):
                 self.pools.append(0)
             elif isinstance(layer, nn.MaxPool1d) and self.pools and layer.kernel_size == layer.stride:
                 self.pools[-1] = int(layer.kernel_size)  # type: ignore[arg-type]
-            elif not isinstance(layer, nn.ReLU):  # every conv is followed by its ReLU (applied below)
+            elif not isinstance(layer, nn.ReLU):  # each conv's ReLU (checked above) is applied in forward
                 raise ValueError(f"ChannelsLastFeatures: unexpected layer {layer} (fold the BN layers first)")
 
     def forward(self, wave: torch.Tensor) -> torch.Tensor:

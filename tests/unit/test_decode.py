@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import wave
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -217,3 +218,27 @@ def test_blocks_give_the_samples_of_decoding_frame_by_frame(name: str) -> None:
     np.testing.assert_array_equal(decoded, np.concatenate(expected))
     assert sum(seen) == samples.shape[1] and len(seen) > 1
     assert set(seen[:-1]) == {BLOCK_SAMPLES} and 0 < seen[-1] <= BLOCK_SAMPLES
+
+
+def test_blocks_end_where_the_format_changes() -> None:
+    """A stream whose rate and layout change mid-way (some MP3s and broadcasts do) is regrouped run by run: no
+    block mixes two formats, and every sample comes out once, in order."""
+    from catalogue_tagger.decode import _blocks, frame_samples
+
+    def frames() -> Iterator[av.AudioFrame]:
+        rng = np.random.default_rng(0)
+        for rate, layout, channels, n in [(44_100, "stereo", 2, 1000)] * 3 + [(48_000, "mono", 1, 700)] * 2:
+            data = rng.uniform(-1, 1, (channels, n)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(data, format="fltp", layout=layout)
+            frame.sample_rate = rate
+            yield frame
+
+    expected = [frame_samples(f) for f in frames()]
+    blocks = list(_blocks(frames(), 1200))
+    assert [(b.sample_rate, b.layout.name, b.samples) for b in blocks] == [
+        (44_100, "stereo", 1200), (44_100, "stereo", 1200), (44_100, "stereo", 600),
+        (48_000, "mono", 1200), (48_000, "mono", 200),
+    ]
+    got = [frame_samples(b) for b in blocks]
+    np.testing.assert_array_equal(np.concatenate(got[:3], axis=1), np.concatenate(expected[:3], axis=1))
+    np.testing.assert_array_equal(np.concatenate(got[3:], axis=1), np.concatenate(expected[3:], axis=1))
