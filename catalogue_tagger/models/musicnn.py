@@ -31,11 +31,12 @@ CPU_TILE_FRAMES = 16
 def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
     """``amax(conv2d(x, weight, bias), dim=3)`` for ``x[N, 1, time, mel]`` and a one-input-channel ``weight``.
 
-    On CPU (eager) the convolution runs as one GEMM per tile of :data:`CPU_TILE_FRAMES` output frames over
-    the tile's im2col patches, and each tile is reduced over mel while it is still in cache: the full
-    ``[N, C, time, mel]`` output (~0.6 GB for 64 segments of the larger timbral conv) never exists. The max
-    is exact and the bias commutes with it (rounding is monotone), so only the GEMM's summation order differs
-    from ``conv2d``. Exports (ONNX, TensorRT) and CUDA keep ``conv2d`` + ``ReduceMax``.
+    On CPU (eager) the convolution runs tile by tile, :data:`CPU_TILE_FRAMES` output frames at a time, each
+    tile's product computed by GEMMs and reduced over mel while it is still in cache: the full
+    ``[N, C, time, mel]`` output (~0.6 GB for 64 segments of the larger timbral conv) never exists. Three
+    layouts of the GEMMs, by kernel shape and precision, are below. The max is exact and the bias commutes with
+    it (rounding is monotone), so only the GEMMs' summation order differs from ``conv2d``. Exports (ONNX,
+    TensorRT) and CUDA keep ``conv2d`` + ``ReduceMax``.
 
     Under a CPU autocast (bf16) every tile's product is bfloat16 (AMX / AVX512-BF16): the input and the kernel
     are cast once here rather than by autocast at each of the ~100 GEMMs per segment, where the casts cost as
