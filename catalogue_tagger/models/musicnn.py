@@ -26,6 +26,9 @@ TIMBRAL_KERNELS = ((7, int(0.4 * N_MELS)), (7, int(0.7 * N_MELS)))
 # Output frames per tile of the CPU front end: the tile's conv output (frames x mel x filters, ~0.8 MB for the
 # 7x38 timbral kernel) stays in the core's cache between the GEMM that writes it and the max that reads it.
 CPU_TILE_FRAMES = 16
+# ... and in bfloat16, whose values take half the bytes and whose AMX products gain from taller tiles: 48 frames
+# ran 12 % faster than 16 on an AMX CPU (inference only, 2 threads: 160-170 -> 183 segments/s).
+CPU_TILE_FRAMES_BF16 = 48
 
 
 def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
@@ -65,6 +68,10 @@ def _autocast_operands(x: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Ten
     return x.to(low), kernel.to(low)
 
 
+def _tile_frames(x: torch.Tensor) -> int:
+    return CPU_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
+
+
 def _max_over_mel_of_frame_rows(x: torch.Tensor, weight: torch.Tensor, kt: int, km: int) -> torch.Tensor:
     """The float32 ``kt × km`` kernel without an im2col per tile: each input frame is unfolded over mel once per
     segment (``[time, mel positions, km]``, a ``kt``-th of the im2col), and a tile's product is the sum of ``kt``
@@ -97,12 +104,13 @@ def _max_over_mel_of_tiles(x: torch.Tensor, kernel: torch.Tensor, kt: int, km: i
     t_out, m_out = t_in - kt + 1, n_mel - km + 1
     kernel = kernel.t().contiguous()  # [kt * km, C]
     out = torch.empty(n, t_out, channels, dtype=torch.float32)
+    step = _tile_frames(x)
     for i in range(n):
         patches = x[i, 0].unfold(0, kt, 1).unfold(1, km, 1)  # view [t_out, m_out, kt, km]
-        for t0 in range(0, t_out, CPU_TILE_FRAMES):
-            tile = patches[t0 : t0 + CPU_TILE_FRAMES].reshape(-1, kt * km)  # im2col copy of one tile
+        for t0 in range(0, t_out, step):
+            tile = patches[t0 : t0 + step].reshape(-1, kt * km)  # im2col copy of one tile
             product = torch.mm(tile, kernel)  # bfloat16 under a bf16 autocast: the max is taken in it, then widened
-            out[i, t0 : t0 + CPU_TILE_FRAMES] = product.view(-1, m_out, channels).amax(dim=1)
+            out[i, t0 : t0 + step] = product.view(-1, m_out, channels).amax(dim=1)
     return out.transpose(1, 2)
 
 
@@ -116,10 +124,11 @@ def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int)
     channels = kernel.shape[0]
     t_out = t_in - kt + 1
     out = torch.empty(n, channels, t_out, dtype=torch.float32)
+    step = _tile_frames(x)
     for i in range(n):
         rows = x[i, 0].unfold(0, kt, 1).permute(2, 0, 1)  # view [kt, t_out, mel]
-        for t0 in range(0, t_out, CPU_TILE_FRAMES):
-            tile = rows[:, t0 : t0 + CPU_TILE_FRAMES]
+        for t0 in range(0, t_out, step):
+            tile = rows[:, t0 : t0 + step]
             frames = tile.shape[1]
             product = torch.mm(kernel, tile.reshape(kt, frames * n_mel))  # [C, frames x mel]
             out[i, :, t0 : t0 + frames] = product.view(channels, frames, n_mel).float().amax(dim=2)
