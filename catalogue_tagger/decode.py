@@ -4,8 +4,8 @@ The model contract is librosa's ``load(path, sr=16000, mono=True)``: integer sam
 (int16 / 32768, exact), mono as the mean of the channels, then soxr ``HQ`` resampling (``res_type="soxr_hq"``).
 We reproduce it chunk by chunk: PyAV decodes frame by frame from a file-like object, an ``av.AudioFifo`` regroups
 the frames into blocks of 16,384 samples, each block is made mono float32 and fed to one ``soxr.ResampleStream``,
-and fixed-size chunks come out. Audio already at 16 kHz passes
-through untouched. Memory is a few chunks whatever the track length, and decoding stops at ``max_duration_s``.
+and fixed-size chunks come out. Audio already at 16 kHz passes through untouched. Memory is a few chunks whatever
+the track length, and decoding stops at ``max_duration_s``.
 
     with decode_stream(fileobj, max_duration_s=900) as audio:
         for chunk in audio:              # float32, shape (chunk_samples,), the last one shorter
@@ -87,9 +87,9 @@ def decode_stream(
 
     Opening already probes the container, so :class:`UnsupportedFormat` and :class:`NoAudioStream` are raised
     here; decoding errors and :class:`EmptyAudio` are raised while iterating. ``name`` (a URI) goes into error
-    details; by default the file object's ``uri`` or ``name``. ``on_frame``, when given, sees every decoded
-    frame (original channels and rate, before the downmix and resampling), e.g. a loudness meter: the PyAV frame
-    and its float32 samples, converted once for both.
+    details; by default the file object's ``uri`` or ``name``. ``on_frame``, when given, sees every block of
+    decoded audio (16,384 samples, original channels and rate, before the downmix and resampling), e.g. a
+    loudness meter: the PyAV frame and its float32 samples, converted once for both.
     """
     return DecodedAudio(fileobj, max_duration_s=max_duration_s, chunk_s=chunk_s, name=name, on_frame=on_frame)
 
