@@ -29,9 +29,7 @@ import torch
 
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, Done, Pending
-from catalogue_tagger.models.layers import fold_batchnorm
 from catalogue_tagger.models.registry import get_spec, load_model
-from catalogue_tagger.models.samplecnn import WaveformTagger, for_cpu_inference
 
 PINNED_BUFFERS = 3  # one being filled, one being copied, one spare
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
@@ -173,9 +171,7 @@ class TorchBackend(Backend):
         if precision == "bf16" and not cpu_supports_bf16():
             raise BackendUnavailable("torch backend: this CPU has no native bfloat16 (AVX512-BF16 or AMX); choose fp32")
         self.device = torch.device(device)
-        self.model = fold_batchnorm(load_model(model, device=self.device))
-        if isinstance(self.model, WaveformTagger):
-            self.model = for_cpu_inference(self.model)
+        self.model = load_model(model, device=self.device).for_cpu_inference()
         torch.set_num_threads(1)  # parallel across micro-batches instead (module docstring)
         if threads > 1:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix=f"infer-{model}")

@@ -67,6 +67,12 @@ class WaveformTagger(Tagger):
         super().__init__(spec)
         self.net = net
 
+    def for_cpu_inference(self) -> WaveformTagger:
+        """BN folded, and the features computed channels-last (:class:`ChannelsLastFeatures`)."""
+        super().for_cpu_inference()
+        self.net.features = ChannelsLastFeatures(self.net.features)  # type: ignore[assignment]
+        return self
+
     def forward(self, wave: torch.Tensor) -> tuple[torch.Tensor, ...]:
         logits, embedding = self.net(wave)
         outputs = (torch.sigmoid(logits), logits)
@@ -129,12 +135,6 @@ class ChannelsLastFeatures(nn.Module):
                 z = z[:, : length * pool].reshape(n, length, pool, z.shape[2]).amax(dim=2)
             y = z.relu_()
         return y.transpose(1, 2)
-
-
-def for_cpu_inference(tagger: WaveformTagger) -> WaveformTagger:
-    """``tagger`` (BN folded) with its features computed channels-last (:class:`ChannelsLastFeatures`)."""
-    tagger.net.features = ChannelsLastFeatures(tagger.net.features)  # type: ignore[assignment]
-    return tagger
 
 
 def samplecnn_spec(name: str, labels: tuple[str, ...], weights_sha256: str = "", *, default: bool = False,

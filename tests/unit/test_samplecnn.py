@@ -13,8 +13,7 @@ import torch
 from catalogue_tagger.inference.compile import TENSORRT_OPS
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR, build_model, load_model
-from catalogue_tagger.models.layers import fold_batchnorm
-from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, build, for_cpu_inference, samplecnn_spec
+from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, WaveformTagger, build, samplecnn_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 
@@ -101,7 +100,8 @@ def test_channels_last_features_compute_what_the_folded_network_does() -> None:
     """The CPU inference network (activations channels-last, first layer a matrix product, pool before ReLU)
     gives the shipped tagger's outputs; and it refuses a network whose BN is not folded."""
     shipped = load_model("samplecnn-mtt").eval()
-    fast = for_cpu_inference(fold_batchnorm(load_model("samplecnn-mtt").eval()))
+    fast = load_model("samplecnn-mtt").eval().for_cpu_inference()
+    assert isinstance(fast, WaveformTagger)
     assert isinstance(fast.net.features, ChannelsLastFeatures)
     wave = torch.from_numpy((np.random.default_rng(3).standard_normal((3, WINDOW)) * 0.1).astype(np.float32))
     with torch.inference_mode():
