@@ -1,5 +1,7 @@
-"""Decode benchmark: peak RSS of streamed decode (short vs long track), speed (× realtime on one core), and
-streamed vs one-shot soxr agreement. Synthesizes its inputs with PyAV into a temporary folder; prints JSON.
+"""Decode benchmark: peak RSS of streamed decode (short vs long track), speed (× realtime on one core),
+streamed vs one-shot soxr agreement, and what libavfilter's ``ebur128`` meter costs ffmpeg itself on the same
+files (the floor of measuring loudness as BS.1770 asks: on the source channels, at the source rate).
+Synthesizes its inputs with PyAV into a temporary folder; prints JSON.
 
 Every figure is taken with the descriptors (tempo, key, loudness: ``catalogue_tagger.descriptors``) off and on,
 side by side in the same run; speed is the best of ``--repeats`` alternating runs of each.
@@ -112,6 +114,37 @@ def run_child(path: Path, descriptors: str = "off") -> dict[str, float]:
     return json.loads(result.stdout)
 
 
+#: What ffmpeg itself pays for the same meter: its own decode to nothing, then with libavfilter's ``ebur128``
+#: (loudness only, and with its true peak), on the same file, one thread, one core.
+FFMPEG_FILTERS = {"decode_only": "anull", "ebur128": "ebur128=peak=none", "ebur128_true_peak": "ebur128=peak=true"}
+
+
+def ffmpeg_cpu_s(path: Path, audio_filter: str) -> float:
+    """CPU seconds (user + system) of ``ffmpeg -i path -af audio_filter -f null -`` on one core."""
+    cmd = ["ffmpeg", "-nostdin", "-hide_banner", "-loglevel", "error", "-threads", "1", "-i", str(path),
+           "-af", audio_filter, "-f", "null", "-"]
+    if hasattr(os, "sched_setaffinity"):
+        cmd = ["taskset", "-c", "0", *cmd]
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    subprocess.run(cmd, check=True, capture_output=True)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def ffmpeg_floor(path: Path, repeats: int) -> dict[str, float]:
+    """The meter's cost in ffmpeg itself: best of ``repeats`` alternating runs of each filter."""
+    runs: dict[str, list[float]] = {name: [] for name in FFMPEG_FILTERS}
+    for _ in range(repeats):
+        for name, audio_filter in FFMPEG_FILTERS.items():
+            runs[name].append(ffmpeg_cpu_s(path, audio_filter))
+    best = {name: min(cpu) for name, cpu in runs.items()}
+    return {
+        **{f"cpu_s_{name}": round(cpu, 3) for name, cpu in best.items()},
+        "slowdown_pct_ebur128": round(100 * (best["ebur128"] / best["decode_only"] - 1), 1),
+        "slowdown_pct_ebur128_true_peak": round(100 * (best["ebur128_true_peak"] / best["decode_only"] - 1), 1),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--child")
@@ -145,6 +178,7 @@ def main() -> None:
                 "x_realtime_all_descriptors": x["all"],
                 "slowdown_pct_tempo_key": round(100 * (x["off"] / x["tempo_key"] - 1), 1),
                 "slowdown_pct_all_descriptors": round(100 * (x["off"] / x["all"] - 1), 1),
+                "ffmpeg_cli": ffmpeg_floor(path, args.repeats),
             }
         with av.open(str(ogg)) as c:
             raw = np.concatenate([f.to_ndarray() for f in c.decode(audio=0)], axis=1).astype(np.float32)
