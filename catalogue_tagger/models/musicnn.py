@@ -6,8 +6,6 @@ Layer for layer the network of ``musicnn/models.py`` (0.1.0) in inference mode. 
 
 from __future__ import annotations
 
-import functools
-from fractions import Fraction
 from typing import cast
 
 import numpy as np
@@ -17,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalogue_tagger.models.layers import FrozenBatchNorm, tf_batchnorm, tf_conv2d, tf_dense
+from catalogue_tagger.models.winograd import POINTS, input_transform, transformed_kernels, winograd_matrices
 
 N_MELS = 96
 EMBEDDING_SIZE = 200
@@ -33,12 +32,9 @@ CPU_TILE_FRAMES = 16
 # ran 12 % faster than 16 on an AMX CPU (inference only, 2 threads: 160-170 -> 183 segments/s).
 CPU_TILE_FRAMES_BF16 = 48
 
-# The float32 timbral kernels (7 frames) run as Winograd's F(m, 7) along time: m = 4 output frames from 10
-# products instead of 28, at the 9 points below and infinity. They are the usual small ones; ±3/2 rather than ±3
-# halves the float32 error (random inputs, 7 x 38 kernel, |y| ~ 10: 4e-5 against 9e-5; direct float32 6e-6).
+# The float32 timbral kernels (7 frames) run as Winograd's F(m, 7) along time (catalogue_tagger.models.winograd):
+# m = 4 output frames from 10 products instead of 28.
 WINOGRAD_FRAMES = 4
-WINOGRAD_POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2),
-                   Fraction(3, 2), Fraction(-3, 2))
 # Runs of WINOGRAD_FRAMES per GEMM: their products (10 x runs x mel positions x filters) are reduced while in cache.
 WINOGRAD_TILES = 4
 
@@ -72,7 +68,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         maxed = _max_over_mel_of_time_kernel(*_autocast_operands(x, kernel), kt)
     elif torch.is_autocast_enabled("cpu"):
         maxed = _max_over_mel_of_tiles(*_autocast_operands(x, kernel), kt, km)
-    elif kt + WINOGRAD_FRAMES - 2 == len(WINOGRAD_POINTS):  # float32, 7-frame kernels: musicnn's timbral
+    elif kt + WINOGRAD_FRAMES - 2 <= len(POINTS):  # float32, short kernels: musicnn's timbral (7 frames)
         maxed = _max_over_mel_winograd(x, weight, kt, km)
     else:
         maxed = _max_over_mel_of_tiles(x, kernel, kt, km)
@@ -91,45 +87,6 @@ def _tile_frames(x: torch.Tensor) -> int:
     return CPU_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
 
 
-@functools.lru_cache(maxsize=4)
-def winograd_matrices(m: int, r: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(A^T[m, n], G[n, r], B^T[n, n])``, ``n = m + r - 1``, of the Winograd / Toom-Cook algorithm F(m, r) for
-    correlation at :data:`WINOGRAD_POINTS` and infinity: for frames ``d[n]`` and a kernel ``g[r]``,
-    ``A^T ((G g) * (B^T d))[i] = sum_k g[k] d[i + k]`` for ``i < m``, with ``n`` products instead of ``m r``.
-
-    Built exactly in rationals (Lavin & Gray, 2016): ``A^T[i, j] = a_j^i``, ``G[j, k] = a_j^k / prod_(l != j)
-    (a_j - a_l)``, row ``j`` of ``B^T`` the coefficients of ``prod_(l != j) (x - a_l)``; infinity adds the last
-    row of ``G`` and ``B^T`` (the coefficients of ``prod_l (x - a_l)``) and the last column of ``A^T``. ``G`` is
-    float64 (it transforms the weights once), the others float32."""
-    n = m + r - 1
-    points = WINOGRAD_POINTS[: n - 1]
-    if len(points) != n - 1:
-        raise ValueError(f"F({m}, {r}) needs {n - 1} finite points")
-
-    def polynomial(roots: list[Fraction]) -> list[Fraction]:  # coefficients, lowest degree first
-        coefficients = [Fraction(1)]
-        for root in roots:
-            shifted = [Fraction(0), *coefficients]
-            coefficients = [shifted[i] - root * (coefficients[i] if i < len(coefficients) else 0)
-                            for i in range(len(shifted))]
-        return coefficients
-
-    a_t = np.zeros((m, n))
-    g = np.zeros((n, r))
-    b_t = np.zeros((n, n))
-    for j, a in enumerate(points):
-        others = [b for i, b in enumerate(points) if i != j]
-        scale = Fraction(1)
-        for b in others:
-            scale *= a - b
-        a_t[:, j] = [float(a**i) for i in range(m)]
-        g[j] = [float(a**k / scale) for k in range(r)]
-        b_t[j, : n - 1] = [float(c) for c in polynomial(others)]
-    a_t[m - 1, n - 1] = g[n - 1, r - 1] = 1.0
-    b_t[n - 1] = [float(c) for c in polynomial(list(points))]
-    return (torch.from_numpy(a_t).float(), torch.from_numpy(g), torch.from_numpy(b_t).float())
-
-
 def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: int) -> torch.Tensor:
     """The float32 ``kt × km`` kernel by Winograd's F(m, kt) along time (m = :data:`WINOGRAD_FRAMES`): each run
     of ``m + kt - 1`` input frames is transformed (``B^T``, on the ``[time, mel]`` input before its mel positions
@@ -144,14 +101,12 @@ def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: i
     points = m + kt - 1
     t_out, m_out = t_in - kt + 1, n_mel - km + 1
     runs = -(-t_out // m)
-    a_t, g, b_t = winograd_matrices(m, kt)
-    kernels = torch.einsum("jt,ctk->jkc", g, weight[:, 0].double()).float().contiguous()  # [points, km, C]
+    a_t, _, _ = winograd_matrices(m, kt)
+    kernels = transformed_kernels(weight[:, 0].transpose(1, 2), m)  # [points, km, C]
     padding = runs * m + kt - 1 - t_in
     out = torch.empty(n, t_out, channels, dtype=torch.float32)
     for i in range(n):
-        frames = F.pad(x[i, 0], (0, 0, 0, padding))  # [runs * m + kt - 1, mel]
-        windows = frames.unfold(0, points, m).permute(2, 0, 1).reshape(points, -1)  # [points, runs * mel]
-        transformed = torch.mm(b_t, windows).view(points, runs, n_mel)
+        transformed = input_transform(F.pad(x[i, 0], (0, 0, 0, padding)), m, kt)  # [points, runs, mel]
         rows = transformed.unfold(2, km, 1).reshape(points, runs * m_out, km)
         for r0 in range(0, runs, WINOGRAD_TILES):
             tiles = min(WINOGRAD_TILES, runs - r0)

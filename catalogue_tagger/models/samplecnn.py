@@ -11,16 +11,26 @@ importer (Conv, BatchNormalization, Relu, MaxPool, Flatten/Reshape, Gemm, Sigmoi
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from catalogue_tagger.models.base import ModelSpec, Tagger
+from catalogue_tagger.models.winograd import input_transform, transformed_kernels, winograd_matrices
 
 WINDOW = 3**10  # 59049 samples, ~3.69 s at 16 kHz
 BLOCK_CHANNELS = (128, 128, 256, 256, 256, 256, 256, 256, 512)
 EMBEDDING_SIZE = 512  # the pooled feature; the tagger's embedding unless a projection is configured
 DROPOUT = 0.5
+# The float32 CPU path computes the 3-tap convolutions as Winograd's F(m, 3): m outputs from m + 2 products
+# instead of 3m (m = 4: half the multiply-adds), WINOGRAD_VALUES / (m + 2) / channels runs at a time so that
+# their transformed input and products stay in cache.
+WINOGRAD_OUTPUTS = 4
+WINOGRAD_VALUES = 131_072
+# Shorter activations (the last four blocks: 81 samples and fewer) run faster as plain convolutions.
+WINOGRAD_MIN_LENGTH = 200
 
 
 def _conv_bn_relu(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: int = 0) -> list[nn.Module]:
@@ -91,6 +101,10 @@ class ChannelsLastFeatures(nn.Module):
     view, and comes before its ReLU (the two commute: ReLU is monotone), which then touches a third of the
     values. Inference only (in-place ReLUs, no BN). One segment of 59049 samples, one torch thread: fp32 1.5×,
     bf16 5.8× faster than the ``[N, C, L]`` network on an AMX CPU; bf16 results bit-identical, fp32 within 2e-6.
+
+    In float32 the 3-tap convolutions over 200 samples or more (the first five blocks, nearly all the products)
+    run as Winograd's F(4, 3) with their max-pool (:func:`conv3_winograd`): half the multiply-adds; 8 segments
+    on one thread of an AVX2 CPU 0.50 → 0.38 s, logits within 2e-6 of the plain network as before.
     """
 
     def __init__(self, features: nn.Sequential) -> None:
@@ -107,6 +121,7 @@ class ChannelsLastFeatures(nn.Module):
         self.first_bias = nn.Parameter(first.bias.detach(), requires_grad=False)
         self.convs = nn.ModuleList()
         self.pools: list[int] = []  # per conv: the max-pool after it (0: none)
+        self.winograd: list[torch.Tensor | None] = []  # per conv: its F(m, 3) kernels (3 taps, padding 1), or None
         convs = [i for i, layer in enumerate(layers) if isinstance(layer, nn.Conv1d)]
         if not all(i + 1 < len(layers) and isinstance(layers[i + 1], nn.ReLU) for i in convs):
             raise ValueError("ChannelsLastFeatures: every convolution must be followed by its ReLU")
@@ -119,6 +134,9 @@ class ChannelsLastFeatures(nn.Module):
                 conv2d.bias = nn.Parameter(layer.bias.detach(), requires_grad=False)
                 self.convs.append(conv2d)
                 self.pools.append(0)
+                taps = int(layer.kernel_size[0])
+                self.winograd.append(transformed_kernels(layer.weight.detach(), WINOGRAD_OUTPUTS)
+                                     if taps == 3 and layer.padding == (1,) else None)
             elif isinstance(layer, nn.MaxPool1d) and self.pools and layer.kernel_size == layer.stride:
                 self.pools[-1] = int(layer.kernel_size)  # type: ignore[arg-type]
             elif not isinstance(layer, nn.ReLU):  # each conv's ReLU (checked above) is applied in forward
@@ -128,13 +146,55 @@ class ChannelsLastFeatures(nn.Module):
         """``wave[N, 1, samples] -> [N, channels, 1]``, as ``features(wave)``."""
         n = wave.shape[0]
         y = F.linear(wave.reshape(n, -1, self.frame), self.first_weight, self.first_bias).relu_()  # [N, L, C]
-        for conv, pool in zip(self.convs, self.pools):
+        exact = y.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+        for conv, pool, kernels in zip(self.convs, self.pools, self.winograd):
+            if exact and kernels is not None and y.shape[1] >= WINOGRAD_MIN_LENGTH:
+                y = conv3_winograd(y, kernels, cast(nn.Conv2d, conv).bias, pool or 1).relu_()  # pooled too
+                continue
             z = conv(y.transpose(1, 2).unsqueeze(2)).squeeze(2).transpose(1, 2)  # channels-last in and out
             if pool:
                 length = z.shape[1] // pool
                 z = z[:, : length * pool].reshape(n, length, pool, z.shape[2]).amax(dim=2)
             y = z.relu_()
         return y.transpose(1, 2)
+
+
+def conv3_winograd(y: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | None, pool: int = 1) -> torch.Tensor:
+    """A 3-tap convolution with padding 1 of ``y[N, L, C_in]`` (channels-last) by Winograd's F(m, 3) along ``L``,
+    ``m`` = :data:`WINOGRAD_OUTPUTS`, then the max-pool of ``pool`` after it: ``[N, L // pool, C_out]``.
+
+    ``kernels`` are the conv weight's :func:`~catalogue_tagger.models.winograd.transformed_kernels`. Each run of
+    ``m + 2`` input rows is transformed (``B^T``), multiplies the ``m + 2`` kernels as that many GEMMs of
+    ``K = C_in`` in one ``bmm``, and ``A^T`` turns the products into ``m`` output rows: ``m + 2`` products where
+    the convolution has ``3 m``. A group of runs is pooled while in cache and the bias added after the max (they
+    commute), so the unpooled output is never written out: the pages of so large a tensor, faulted in on first
+    write, cost as much as the transforms. Only the first and the last group copy their input to add the
+    padding rows."""
+    n, length, c_in = y.shape
+    points, _, c_out = kernels.shape
+    m = points - 2
+    a_t, _, _ = winograd_matrices(m, 3)
+    runs = -(-length // m)
+    pooled = length // pool
+    step = max(pool, WINOGRAD_VALUES // (points * max(c_in, c_out)) // pool * pool)  # runs per GEMM
+    out = torch.empty(n, pooled, c_out, dtype=y.dtype)
+    for i in range(n):
+        for r0 in range(0, runs, step):
+            r1 = min(runs, r0 + step)
+            first, last = r0 * m - 1, r1 * m + 1  # the input rows of these runs, padding included
+            rows = y[i, max(0, first) : min(length, last)]
+            if first < 0 or last > length:
+                rows = F.pad(rows, (0, 0, max(0, -first), max(0, last - length)))
+            transformed = input_transform(rows, m, 3)  # [points, r1 - r0, C_in]
+            products = torch.bmm(transformed, kernels).view(points, -1)  # [points, (r1 - r0) x C_out]
+            outputs = torch.mm(a_t, products).view(m, r1 - r0, c_out).transpose(0, 1).reshape(-1, c_out)
+            o0, o1 = r0 * m // pool, min(pooled, r1 * m // pool)  # r0 * m is a multiple of pool
+            block = outputs[: (o1 - o0) * pool].view(o1 - o0, pool, c_out).amax(dim=1)
+            if bias is not None:
+                torch.add(block, bias, out=out[i, o0:o1])
+            else:
+                out[i, o0:o1] = block
+    return out
 
 
 def samplecnn_spec(name: str, labels: tuple[str, ...], weights_sha256: str = "", *, default: bool = False,

@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from catalogue_tagger.models.frontend import LogMel
-from catalogue_tagger.models.musicnn import conv_max_over_mel, winograd_matrices
+from catalogue_tagger.models.musicnn import conv_max_over_mel
+from catalogue_tagger.models.winograd import winograd_matrices
 from catalogue_tagger.models.registry import load_model
 from catalogue_tagger.models.spectrogram import SpectrogramTagger
 
@@ -144,13 +145,14 @@ def test_silence_and_noise_give_finite_outputs(name: str) -> None:
     assert ((probs >= 0) & (probs <= 1)).all()
 
 
-@pytest.mark.parametrize("m", [2, 4])
-def test_winograd_matrices_compute_the_correlation(m: int) -> None:
-    """F(m, 7) built from its points computes ``y[i] = sum_k g[k] d[i + k]`` exactly (float64 rounding)."""
-    a_t, g, b_t = winograd_matrices(m, 7)
-    assert a_t.shape == (m, m + 6) and g.shape == (m + 6, 7) and b_t.shape == (m + 6, m + 6)
+@pytest.mark.parametrize(("m", "r"), [(2, 7), (4, 7), (4, 3)])
+def test_winograd_matrices_compute_the_correlation(m: int, r: int) -> None:
+    """F(m, r) built from its points computes ``y[i] = sum_k g[k] d[i + k]`` exactly (float64 rounding)."""
+    a_t, g, b_t = winograd_matrices(m, r)
+    n = m + r - 1
+    assert a_t.shape == (m, n) and g.shape == (n, r) and b_t.shape == (n, n)
     rng = np.random.default_rng(m)
-    kernel, frames = rng.standard_normal(7), rng.standard_normal(m + 6)
+    kernel, frames = rng.standard_normal(r), rng.standard_normal(n)
     y = a_t.double().numpy() @ ((g.numpy() @ kernel) * (b_t.double().numpy() @ frames))
     assert max_abs(y, np.correlate(frames, kernel, mode="valid")) <= 1e-12
 

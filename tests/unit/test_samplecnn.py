@@ -13,7 +13,9 @@ import torch
 from catalogue_tagger.inference.compile import TENSORRT_OPS
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR, build_model, load_model
-from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, WaveformTagger, build, samplecnn_spec
+from catalogue_tagger.models.samplecnn import (WINDOW, ChannelsLastFeatures, WaveformTagger, build, conv3_winograd,
+                                               samplecnn_spec)
+from catalogue_tagger.models.winograd import transformed_kernels
 from catalogue_tagger.segment import Windowing, segment_track
 
 
@@ -113,3 +115,20 @@ def test_channels_last_features_compute_what_the_folded_network_does() -> None:
     assert 0 < float((reduced.float() - shipped(wave)[0]).abs().max()) <= 0.02  # really bfloat16, and close
     with pytest.raises(ValueError, match="fold the BN"):
         ChannelsLastFeatures(load_model("samplecnn-mtt").net.features)
+
+
+@pytest.mark.parametrize(("length", "pool", "with_bias"), [(6561, 3, True), (1000, 3, True), (13, 1, False), (2, 1, True)])
+def test_winograd_convolution_is_conv1d_and_max_pool(length: int, pool: int, with_bias: bool) -> None:
+    """SampleCNN's float32 CPU path: F(4, 3) along the samples, pooled per group of runs, is ``conv1d(padding=1)``
+    then ``max_pool1d(pool)``, to float32 rounding, at lengths that do not fill the last run or pool window."""
+    generator = torch.Generator().manual_seed(length)
+    y = torch.randn(2, length, 16, generator=generator)  # channels-last
+    weight = 0.2 * torch.randn(24, 16, 3, generator=generator)
+    bias = torch.randn(24, generator=generator) if with_bias else None
+    expected = torch.nn.functional.conv1d(y.transpose(1, 2).double(), weight.double(),
+                                          None if bias is None else bias.double(), padding=1)
+    if pool > 1:
+        expected = torch.nn.functional.max_pool1d(expected, pool)
+    got = conv3_winograd(y, transformed_kernels(weight, 4), bias, pool)
+    assert got.shape == (2, length // pool, 24)
+    assert float((got.double() - expected.transpose(1, 2)).abs().max()) <= 2e-5  # |y| up to ~10
