@@ -9,7 +9,6 @@ from __future__ import annotations
 from typing import cast
 
 import numpy as np
-
 import torch
 import torch.nn.functional as F
 from torch import nn

@@ -146,7 +146,7 @@ class ChannelsLastFeatures(nn.Module):
         """``wave[N, 1, samples] -> [N, channels, 1]``, as ``features(wave)``."""
         n = wave.shape[0]
         y = F.linear(wave.reshape(n, -1, self.frame), self.first_weight, self.first_bias).relu_()  # [N, L, C]
-        exact = y.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
+        exact = y.device.type == "cpu" and y.dtype == torch.float32 and not torch.is_autocast_enabled("cpu")
         for conv, pool, kernels in zip(self.convs, self.pools, self.winograd):
             if exact and kernels is not None and y.shape[1] >= WINOGRAD_MIN_LENGTH:
                 y = conv3_winograd(y, kernels, cast(nn.Conv2d, conv).bias, pool or 1).relu_()  # pooled too
