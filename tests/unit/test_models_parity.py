@@ -157,11 +157,12 @@ def test_winograd_matrices_compute_the_correlation(m: int, r: int) -> None:
     assert max_abs(y, np.correlate(frames, kernel, mode="valid")) <= 1e-12
 
 
-@pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (32, 1, 51)])
+@pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (64, 1, 51), (32, 1, 51)])
 def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> None:
     """musicnn's CPU front end (the timbral ``7 × k`` kernels by Winograd's F(4, 7) along time, the temporal
-    ``k × 1`` kernels as tiled GEMMs in their own layout, each reduced over mel in cache) is ``amax(conv2d)`` to
-    float32 rounding, and under a bf16 autocast (tiled GEMMs) to bfloat16 rounding."""
+    ``k × 1`` kernels by sums of F(4, 4) from 64 frames and as tiled GEMMs in their own layout below, each reduced
+    over mel in cache) is ``amax(conv2d)`` to float32 rounding, and under a bf16 autocast (tiled GEMMs) to
+    bfloat16 rounding."""
     kt, km, channels = kernel
     generator = torch.Generator().manual_seed(kt * km)
     x = torch.randn(3, 1, 187 + kt - 1, 96, generator=generator)
