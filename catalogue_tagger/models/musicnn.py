@@ -68,13 +68,14 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
         return F.conv2d(x, weight, bias).amax(dim=3)
     channels, _, kt, km = weight.shape
     kernel = weight.reshape(channels, kt * km)  # [C, kt * km], columns in im2col order
-    if km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % WINOGRAD_FRAMES == 0 and not torch.is_autocast_enabled("cpu"):
+    if torch.is_autocast_enabled("cpu"):
+        operands = _autocast_operands(x, kernel)
+        maxed = _max_over_mel_of_time_kernel(*operands, kt) if km == 1 else _max_over_mel_of_tiles(*operands, kt, km)
+    elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % WINOGRAD_FRAMES == 0:  # musicnn's temporal 64 and 128
         maxed = _max_over_mel_of_time_kernel_winograd(x, weight, kt)
     elif km == 1:
-        maxed = _max_over_mel_of_time_kernel(*_autocast_operands(x, kernel), kt)
-    elif torch.is_autocast_enabled("cpu"):
-        maxed = _max_over_mel_of_tiles(*_autocast_operands(x, kernel), kt, km)
-    elif kt + WINOGRAD_FRAMES - 2 <= len(POINTS):  # float32, short kernels: musicnn's timbral (7 frames)
+        maxed = _max_over_mel_of_time_kernel(x, kernel, kt)
+    elif kt + WINOGRAD_FRAMES - 2 <= len(POINTS):  # short kernels: musicnn's timbral (7 frames)
         maxed = _max_over_mel_winograd(x, weight, kt, km)
     else:
         maxed = _max_over_mel_of_tiles(x, kernel, kt, km)
