@@ -18,19 +18,20 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import onnx
 import torch
-from onnx import version_converter
 
 from catalogue_tagger.config import PRECISIONS
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference import engine_cache
 from catalogue_tagger.inference.device import cuda_index
-from catalogue_tagger.inference.mixed_precision import reduce_precision
 from catalogue_tagger.models.registry import get_spec, load_model
 
 if TYPE_CHECKING:
+    import onnx
     import tensorrt as trt
+
+# The ``onnx`` package (with ml_dtypes, ~0.5 s to import) is imported by the steps that build a graph, not here:
+# a run that opens graphs already built (every ONNX Runtime run after the first) never loads it.
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +74,10 @@ def export_onnx(model: str, path: Path, opset: int = OPSET, batch: int = 2) -> P
 
 def reduced_onnx(fp32_graph: onnx.ModelProto, precision: str) -> onnx.ModelProto:
     """The fp16 or bf16 graph of an exported float32 graph (see :mod:`mixed_precision`)."""
+    from onnx import version_converter
+
+    from catalogue_tagger.inference.mixed_precision import reduce_precision
+
     opset = OPSETS[precision]
     if fp32_graph.opset_import[0].version != opset:
         fp32_graph = version_converter.convert_version(fp32_graph, opset)
@@ -103,6 +108,8 @@ def onnx_path_for(model: str, cache: Path, precision: str = "fp32") -> Path:
         if precision == "fp32":
             export_onnx(model, tmp, OPSETS["fp32"])
         else:
+            import onnx
+
             fp32_graph = onnx.load(str(onnx_path_for(model, cache, "fp32")))
             onnx.save(reduced_onnx(fp32_graph, precision), str(tmp))
 
