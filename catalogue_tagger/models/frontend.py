@@ -80,7 +80,7 @@ class LogMel(nn.Module):
         frames = torch.cat([chunks[:, :-1], chunks[:, 1:]], dim=2)  # [B, frames, 512]
         tracing = torch.jit.is_tracing()  # type: ignore[attr-defined,no-untyped-call]
         if wave.device.type == "cpu" and len(wave) and not torch.onnx.is_in_onnx_export() and not tracing:
-            spectrum = torch.fft.rfft(frames * self.window, dim=2)  # [B, frames, 257]
+            spectrum: torch.Tensor = torch.fft.rfft(frames * self.window, dim=2)  # [B, frames, 257]
             return (spectrum.real.square() + spectrum.imag.square()) @ self.mel
         spectrum = frames @ self.basis  # [B, frames, 2 * 257]: real parts, then imaginary parts
         n_bins = N_FFT // 2 + 1
