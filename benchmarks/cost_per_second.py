@@ -29,7 +29,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from catalogue_tagger.config import Settings
 from catalogue_tagger.inference.base import open_backend
 from catalogue_tagger.models import musicnn
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import get_spec
 
 
 def flops_per_segment(model: str) -> int:

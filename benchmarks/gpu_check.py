@@ -247,7 +247,7 @@ def _measure(run: Run, backend: str, model: str, precision: str, baselines: dict
 
     from catalogue_tagger.config import Settings
     from catalogue_tagger.inference import open_backend
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
 
     spec = get_spec(model)
     batch = _clip_batch(model, _batch(run))
@@ -304,7 +304,7 @@ def _clip_batch(model: str, size: int) -> Any:
     """``size`` windows of the reference clips, cut for ``model`` (repeated when the clips have fewer)."""
     import numpy as np
 
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.segment import Windowing, segment_track
 
     spec = get_spec(model)

@@ -23,7 +23,7 @@ import numpy as np
 from catalogue_tagger.config import Settings
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.inference.base import open_backend, resolve_backend
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.pipeline import tag
 from catalogue_tagger.sources import ObjectStore, open_source
 from catalogue_tagger.store.driver import scratch_database

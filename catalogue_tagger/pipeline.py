@@ -23,11 +23,11 @@ from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track
 from catalogue_tagger.heads import score_after_run
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, open_backend, resolve_backend
 from catalogue_tagger.messages import Message
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.inference_loop import Finished, InferenceLoop
 from catalogue_tagger.sources import ObjectStore
-from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.models.specs import ModelSpec
 from catalogue_tagger.store.store import DiscoverCounts, RunLease, Store
 from catalogue_tagger.writer import ResultWriter
 

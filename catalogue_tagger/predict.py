@@ -10,7 +10,7 @@ from pathlib import Path
 from catalogue_tagger.config import Settings
 from catalogue_tagger.decode_pool import DecodeOptions, decode_track, windowings_for
 from catalogue_tagger.inference.base import open_backend
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.inference_loop import InferenceLoop
 from catalogue_tagger.sources import FolderStore

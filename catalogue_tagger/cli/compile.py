@@ -33,7 +33,7 @@ def compile_command(settings: Settings, /, model: str, onnx_only: bool, calibrat
     invalidates them; `tag` with the same precision, batch size and device opens the engine built here.
     int8 is a static QDQ graph for ONNX Runtime, calibrated on the music of --calibration (no TensorRT engine)."""
     from catalogue_tagger.inference.compile import compile_int8, compile_model, onnx_path_for
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
 
     settings = settings_with(settings, **overrides)
     with user_errors():

@@ -19,7 +19,7 @@ def models() -> None:
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
 def list_models(fmt: str) -> None:
     """Name, kind, labels, pinned weights sha256 and published AUCs of every model."""
-    from catalogue_tagger.models.registry import list_specs
+    from catalogue_tagger.models.specs import list_specs
 
     specs = list_specs()
     if fmt == "json":
@@ -50,7 +50,7 @@ def _auc(value: float | None) -> str:
 def convert(wheel: Path | None, out: Path | None) -> None:
     """Rebuild the musicnn/vgg weights from the musicnn 0.1.0 wheel and check them against the pins."""
     from catalogue_tagger.models.convert import WEIGHTS_DIR, convert_downloading
-    from catalogue_tagger.models.registry import SPECS
+    from catalogue_tagger.models.specs import SPECS
 
     with user_errors():
         manifest = convert_downloading(wheel, out or WEIGHTS_DIR)
@@ -112,7 +112,7 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
     """
     import logging
 
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.training.progress import TrainingProgress
     from catalogue_tagger.training.run import train_waveform
     from catalogue_tagger.training.train import TrainConfig

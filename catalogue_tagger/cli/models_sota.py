@@ -21,7 +21,7 @@ def convert_sota(source: Path, out: Path | None) -> None:
 
     Example: catalogue-tagger models convert-sota --source ../shared/weights/sota-mtat --out /tmp/weights
     """
-    from catalogue_tagger.models.registry import SPECS
+    from catalogue_tagger.models.specs import SPECS
     from catalogue_tagger.models.sota_convert import WEIGHTS_DIR, convert_sota_weights
 
     with user_errors():

@@ -53,7 +53,7 @@ def prediction_json(path: str, output: ModelOutput, labels: tuple[str, ...], dur
 def predict(settings: Settings, /, files: tuple[str, ...], segments: bool, embedding: bool, fmt: str,
             plot_path: str | None, **overrides: object) -> None:
     """Tag FILES and print the track scores; exit 1 if any file could not be tagged."""
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.predict import predict_files
 
     settings = settings_with(settings, keep_segments=segments or plot_path is not None, **overrides)

@@ -34,7 +34,7 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
     SOURCE defaults to $CATALOGUE_TAGGER_SOURCE. Exit 0 when the run completed (some tracks may have
     failed: the counts are printed and stored), 2 when it could not run.
     """
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.pipeline import tag as run_tag
     from catalogue_tagger.progress import RunProgress
     from catalogue_tagger.sources import open_source

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.models.specs import ModelSpec
 from catalogue_tagger.records import TrackResult
 
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from catalogue_tagger.config import BACKENDS, Settings
 from catalogue_tagger.errors import BackendUnavailable
-from catalogue_tagger.models.base import ModelSpec
+from catalogue_tagger.models.specs import ModelSpec
 
 # Segments per micro-batch on CPU: a micro-batch's activations stay small enough for the caches, and peak
 # memory no longer grows with the batch (ONNX Runtime's SampleCNN at batch 64: 3.1 GB whole, 0.6 GB in 8s).

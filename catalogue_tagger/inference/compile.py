@@ -18,20 +18,18 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-
 from catalogue_tagger.config import PRECISIONS
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference import engine_cache
 from catalogue_tagger.inference.device import cuda_index
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.specs import get_spec
 
 if TYPE_CHECKING:
     import onnx
     import tensorrt as trt
 
-# The ``onnx`` package (with ml_dtypes, ~0.5 s to import) is imported by the steps that build a graph, not here:
-# a run that opens graphs already built (every ONNX Runtime run after the first) never loads it.
+# ``onnx`` (with ml_dtypes, ~0.5 s to import) and torch (~0.8 s) are imported by the steps that build a graph, not
+# here: a run that opens graphs already built (every ONNX Runtime run after the first) loads neither.
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +53,10 @@ TENSORRT_OPS = frozenset(
 
 def export_onnx(model: str, path: Path, opset: int = OPSET, batch: int = 2) -> Path:
     """Export ``model`` (waveform in, ``spec.output_names`` out) with a dynamic batch axis, in float32."""
+    import torch
+
+    from catalogue_tagger.models.registry import load_model
+
     spec = get_spec(model)
     net = load_model(model, device="cpu")
     example = torch.zeros(batch, spec.window)
@@ -152,6 +154,7 @@ def build_engine(
     ``max_batch``, the batch the pipeline runs). The precision is the graph's own.
     """
     import tensorrt as trt
+    import torch
 
     opt = max_batch if opt_batch is None else min(max(1, opt_batch), max_batch)
     trt_logger = trt.Logger(trt.Logger.WARNING)

@@ -32,7 +32,7 @@ import numpy as np
 
 from catalogue_tagger.config import Settings
 from catalogue_tagger.errors import BackendUnavailable
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 
 logger = logging.getLogger(__name__)
 

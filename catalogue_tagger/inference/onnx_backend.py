@@ -28,7 +28,7 @@ from catalogue_tagger.errors import BackendUnavailable, InferenceError
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend
 from catalogue_tagger.inference.compile import onnx_path_for
 from catalogue_tagger.inference.device import cuda_index
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 
 CUDA = "CUDAExecutionProvider"
 PARALLEL_MICRO_BATCH = 4  # segments per run when runs go side by side on threads (see the module docstring)

@@ -34,7 +34,7 @@ import onnx
 
 from catalogue_tagger.decode import decode_all
 from catalogue_tagger.errors import TaggerError
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 from catalogue_tagger.sources.base import AUDIO_EXTENSIONS, is_audio_name
 

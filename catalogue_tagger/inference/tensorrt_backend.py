@@ -20,7 +20,7 @@ from catalogue_tagger.errors import BackendUnavailable, InferenceError
 from catalogue_tagger.inference.base import Backend
 from catalogue_tagger.inference.device import cuda_index
 from catalogue_tagger.inference.engine_cache import PROFILES, engine_path
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 
 if TYPE_CHECKING:
     import tensorrt as trt

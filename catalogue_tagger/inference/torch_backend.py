@@ -29,7 +29,8 @@ import torch
 
 from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, Done, Pending
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import get_spec
 
 PINNED_BUFFERS = 3  # one being filled, one being copied, one spare
 AUTOCAST_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}

@@ -1,4 +1,4 @@
-"""What every tagger declares about itself, and the module contract every tagger implements.
+"""The module contract every tagger implements (what each declares about itself: :mod:`.specs`).
 
 A tagger takes **waveform segments** (16 kHz mono float32, ``[batch, spec.window]``) and computes its own
 front-end, so that the whole graph exports to ONNX/TensorRT. ``forward`` returns a tuple in the order
@@ -7,45 +7,11 @@ front-end, so that the whole graph exports to ONNX/TensorRT. ``forward`` returns
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
-
 import torch
 from torch import nn
 
 from catalogue_tagger.models.layers import fold_batchnorm
-
-ModelKind = Literal["spectrogram", "waveform"]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    name: str  # registry name, stable: "musicnn-mtt"
-    kind: ModelKind
-    architecture: str  # "musicnn", "vgg", "samplecnn"
-    labels: tuple[str, ...]
-    window: int  # samples per segment fed to the network
-    hop: int  # samples between the starts of consecutive segments
-    pad: int  # reflect context (samples) added before the first and after the last sample of a track
-    embedding_size: int  # 0: no embedding output
-    weights_file: str  # file name under catalogue_tagger/models/weights/
-    weights_sha256: str  # sha256 of that file; a different hash is a different model version
-    licence: str
-    attribution: str
-    source: str  # where the weights came from
-    roc_auc: float | None = None  # published figures of the weights
-    pr_auc: float | None = None
-    default: bool = False  # tagged by `catalogue-tagger tag` when no --models is given
-    sample_rate: int = 16000
-
-    @property
-    def output_names(self) -> tuple[str, ...]:
-        return ("probs", "logits", "embedding") if self.embedding_size else ("probs", "logits")
-
-    @property
-    def n_labels(self) -> int:
-        return len(self.labels)
-
+from catalogue_tagger.models.specs import ModelSpec
 
 class Tagger(nn.Module):
     """Base class of the torch taggers: ``forward(wave[B, window]) -> (probs, logits[, embedding])``."""

@@ -21,15 +21,10 @@ import torch
 from torch import nn
 
 from catalogue_tagger import filterbanks
+from catalogue_tagger.models.specs import HOP, N_FFT, PATCH_FRAMES
 
 SAMPLE_RATE = 16000
-N_FFT = 512
-HOP = 256
 N_MELS = 96
-PATCH_FRAMES = 187
-SEGMENT_HOP = PATCH_FRAMES * HOP  # 47872 samples between patch starts
-SEGMENT_WINDOW = SEGMENT_HOP + N_FFT - HOP  # 48128 samples feed 187 frames
-SEGMENT_PAD = N_FFT // 2  # reflect context before the first and after the last sample (centred STFT)
 
 
 def hann_window(n_fft: int = N_FFT) -> np.ndarray:

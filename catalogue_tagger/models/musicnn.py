@@ -14,10 +14,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalogue_tagger.models.layers import FrozenBatchNorm, tf_batchnorm, tf_conv2d, tf_dense
+from catalogue_tagger.models.specs import MUSICNN_EMBEDDING_SIZE
 from catalogue_tagger.models.winograd import POINTS, input_transform, transformed_kernels, winograd_matrices
 
 N_MELS = 96
-EMBEDDING_SIZE = 200
+EMBEDDING_SIZE = MUSICNN_EMBEDDING_SIZE
 # temporal kernels (time frames); TF 'SAME' pads (k - 1) // 2 before and the rest after
 TEMPORAL_KERNELS = (128, 64, 32)
 # timbral kernels (time, mel): 7 x int(0.4 * 96) and 7 x int(0.7 * 96)

@@ -17,12 +17,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from catalogue_tagger.models.base import ModelSpec, Tagger
+from catalogue_tagger.models.base import Tagger
+from catalogue_tagger.models.specs import SAMPLECNN_EMBEDDING_SIZE, SAMPLECNN_WINDOW, ModelSpec
 from catalogue_tagger.models.winograd import input_transform, transformed_kernels, winograd_matrices
 
-WINDOW = 3**10  # 59049 samples, ~3.69 s at 16 kHz
+WINDOW = SAMPLECNN_WINDOW
 BLOCK_CHANNELS = (128, 128, 256, 256, 256, 256, 256, 256, 512)
-EMBEDDING_SIZE = 512  # the pooled feature; the tagger's embedding unless a projection is configured
+EMBEDDING_SIZE = SAMPLECNN_EMBEDDING_SIZE
 DROPOUT = 0.5
 # The float32 CPU path computes the 3-tap convolutions as Winograd's F(m, 3): m outputs from m + 2 products
 # instead of 3m (m = 4: half the multiply-adds), WINOGRAD_VALUES / (m + 2) / channels runs at a time so that
@@ -195,18 +196,6 @@ def conv3_winograd(y: torch.Tensor, kernels: torch.Tensor, bias: torch.Tensor | 
             else:
                 out[i, o0:o1] = block
     return out
-
-
-def samplecnn_spec(name: str, labels: tuple[str, ...], weights_sha256: str = "", *, default: bool = False,
-                   source: str = "", licence: str = "", attribution: str = "",
-                   embedding_size: int = EMBEDDING_SIZE) -> ModelSpec:
-    """The spec of a SampleCNN tagger: 59049-sample windows, no overlap, no padding; the embedding is the 512-d
-    pooled feature, or a projection of it when ``embedding_size`` is another size."""
-    return ModelSpec(
-        name=name, kind="waveform", architecture="samplecnn", labels=labels, window=WINDOW, hop=WINDOW, pad=0,
-        embedding_size=embedding_size, weights_file=f"{name}.safetensors", weights_sha256=weights_sha256,
-        licence=licence, attribution=attribution, source=source, default=default,
-    )
 
 
 def build(spec: ModelSpec) -> WaveformTagger:

@@ -20,14 +20,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from catalogue_tagger.models.base import ModelSpec, Tagger
-from catalogue_tagger.models.labels import MTT_LABELS  # split/mtat/tags.npy's order (checked on conversion)
+from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.layers import FrozenBatchNorm
 from catalogue_tagger.models.sota_frontend import BN_EPSILON, N_MELS, DbMel
+from catalogue_tagger.models.specs import SOTA_SHAPES, ModelSpec
 
-MUSICNN_WINDOW = 48000  # 3 s: the window musicnn was trained and evaluated on
-LONG_WINDOW = 464000  # 29 s: FCN and CRNN
-MUSICNN_EMBEDDING_SIZE = 200
+MUSICNN_EMBEDDING_SIZE = SOTA_SHAPES["sota-musicnn"][1]
 # musicnn's timbral (vertical) filters span int(0.7 * 96) and int(0.4 * 96) mel bands, 7 frames
 VERTICAL_HEIGHTS = (int(0.7 * N_MELS), int(0.4 * N_MELS))
 HORIZONTAL_LENGTHS = (129, 65, 33)  # temporal filters, frames
@@ -229,42 +227,11 @@ class SotaTagger(Tagger):
         return self.forward_spec(self.frontend(wave))
 
 
-NETWORKS: dict[str, tuple[type[nn.Module], int, int]] = {
-    # architecture -> (network, window in samples, embedding size)
-    "sota-musicnn": (MusicnnSotaNet, MUSICNN_WINDOW, MUSICNN_EMBEDDING_SIZE),
-    "sota-fcn": (FcnNet, LONG_WINDOW, 0),
-    "sota-crnn": (CrnnNet, LONG_WINDOW, 0),
-}
+# architecture -> network (windows and embedding sizes: specs.SOTA_SHAPES)
+NETWORKS: dict[str, type[nn.Module]] = {"sota-musicnn": MusicnnSotaNet, "sota-fcn": FcnNet, "sota-crnn": CrnnNet}
 
 
 def build(spec: ModelSpec) -> SotaTagger:
     """The tagger of ``spec`` (one of :data:`NETWORKS`) with untrained weights."""
-    network, _, _ = NETWORKS[spec.architecture]
+    network = NETWORKS[spec.architecture]
     return SotaTagger(spec, network(spec.n_labels))
-
-
-LICENCE = "MIT"
-COPYRIGHT = "Copyright (c) 2020 Music Technology Group, Universitat Pompeu Fabra. Code developed by Minz Won."
-ATTRIBUTION = f"{COPYRIGHT} (sota-music-tagging-models; Won, Ferraro, Bogdanov, Serra, SMC 2020)"
-REPOSITORY = "minzwon/sota-music-tagging-models"
-COMMIT = "36aa13b7205ff156cf4dcab60fd69957da453151"
-PAPER = ('Won et al., "Evaluation of CNN-based automatic music tagging models", SMC 2020, '
-         "MagnaTagATune results (ROC-AUC / PR-AUC, test split)")
-# registry name -> (ROC-AUC, PR-AUC) on the MTAT test split, as published in that table
-PUBLISHED_AUCS: dict[str, tuple[float, float]] = {
-    "musicnn-sota-mtt": (0.9106, 0.4493),
-    "fcn-mtt": (0.9005, 0.4295),
-    "crnn-mtt": (0.8722, 0.3625),
-}
-
-
-def sota_spec(name: str, architecture: str, checkpoint: str, weights_sha256: str) -> ModelSpec:
-    """A converted sota-music-tagging-models tagger: consecutive windows of its training length, no context."""
-    _, window, embedding_size = NETWORKS[architecture]
-    return ModelSpec(
-        name=name, kind="spectrogram", architecture=architecture, labels=MTT_LABELS,
-        window=window, hop=window, pad=0, embedding_size=embedding_size,
-        weights_file=f"{name}.safetensors", weights_sha256=weights_sha256, licence=LICENCE, attribution=ATTRIBUTION,
-        source=f"{REPOSITORY}@{COMMIT[:7]} models/mtat/{checkpoint}/best_model.pth; AUCs: {PAPER}",
-        roc_auc=PUBLISHED_AUCS[name][0], pr_auc=PUBLISHED_AUCS[name][1],
-    )

@@ -23,7 +23,7 @@ import numpy as np
 import torch
 
 from catalogue_tagger.errors import ModelError, WeightsMismatch
-from catalogue_tagger.models import sota
+from catalogue_tagger.models import sota, specs
 from catalogue_tagger.models.convert import serialize, sha256_of
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.sota_frontend import hann_window, htk_mel_filterbank
@@ -38,7 +38,7 @@ MEL_TOLERANCE = 1e-4
 
 LICENCE_TEXT = f"""MIT License
 
-{sota.COPYRIGHT}
+{specs.SOTA_COPYRIGHT}
 
 Permission is hereby granted, free of charge, to any person obtaining a copy
 of this software and associated documentation files (the "Software"), to deal
@@ -60,8 +60,8 @@ SOFTWARE.
 
 ---
 Applies to the weights files musicnn-sota-mtt.safetensors, fcn-mtt.safetensors and crnn-mtt.safetensors,
-converted from models/mtat/{{musicnn,fcn,crnn}}/best_model.pth of {sota.REPOSITORY}
-(commit {sota.COMMIT}); see {MANIFEST_FILE}.
+converted from models/mtat/{{musicnn,fcn,crnn}}/best_model.pth of {specs.SOTA_REPOSITORY}
+(commit {specs.SOTA_COMMIT}); see {MANIFEST_FILE}.
 """
 
 
@@ -152,13 +152,13 @@ class SotaManifest:
     """What ``manifest-sota-mtat.json`` records: provenance, licence and the pinned files."""
 
     models: dict[str, ConvertedWeights]
-    repository: str = sota.REPOSITORY
-    commit: str = sota.COMMIT
+    repository: str = specs.SOTA_REPOSITORY
+    commit: str = specs.SOTA_COMMIT
     tags_sha256: str = TAGS_SHA256
-    licence: str = sota.LICENCE
-    attribution: str = sota.ATTRIBUTION
+    licence: str = specs.SOTA_LICENCE
+    attribution: str = specs.SOTA_ATTRIBUTION
     licence_file: str = LICENCE_FILE
-    published_aucs: str = sota.PAPER
+    published_aucs: str = specs.SOTA_PAPER
 
     def to_json(self) -> str:
         document = {
@@ -180,10 +180,10 @@ def convert_sota_weights(source: Path, out: Path = WEIGHTS_DIR) -> SotaManifest:
     for entry in CHECKPOINTS:
         state = state_dict_from_checkpoint(read_checkpoint(entry.path(source), entry.sha256), entry.name)
         metadata = {"format": "pt", "model": entry.name,
-                    "source": f"{sota.REPOSITORY}@{sota.COMMIT}:models/mtat/{entry.folder}/best_model.pth"}
+                    "source": f"{specs.SOTA_REPOSITORY}@{specs.SOTA_COMMIT}:models/mtat/{entry.folder}/best_model.pth"}
         path = out / entry.weights_file
         path.write_bytes(serialize(state, metadata))
-        roc_auc, pr_auc = sota.PUBLISHED_AUCS[entry.name]
+        roc_auc, pr_auc = specs.SOTA_PUBLISHED_AUCS[entry.name]
         models[entry.name] = ConvertedWeights(
             weights_file=entry.weights_file, sha256=sha256_of(path),
             checkpoint=f"models/mtat/{entry.folder}/best_model.pth", checkpoint_sha256=entry.sha256,

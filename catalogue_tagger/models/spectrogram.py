@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from catalogue_tagger.models.base import ModelSpec, Tagger
+from catalogue_tagger.models.base import Tagger
+from catalogue_tagger.models.specs import ModelSpec
 from catalogue_tagger.models.frontend import LogMel
 
 

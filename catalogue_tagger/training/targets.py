@@ -20,8 +20,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from catalogue_tagger.models.base import ModelSpec
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.specs import ModelSpec
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 from catalogue_tagger.training.corpus import Corpus, CorpusTrack, _save_npy
 

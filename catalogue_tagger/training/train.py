@@ -33,7 +33,7 @@ from safetensors.torch import save_file
 from catalogue_tagger.models import samplecnn
 from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.labels import MTT_LABELS
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec, samplecnn_spec
 from catalogue_tagger.training.data import TrackSet, crop, embedding_batch, eval_starts, make_batch, plan_epoch
 from catalogue_tagger.training.evaluate import evaluate_model
 from catalogue_tagger.training.targets import TEACHERS
@@ -103,7 +103,7 @@ class TrainingHooks:
 def new_student(seed: int, embedding_size: int = samplecnn.EMBEDDING_SIZE) -> samplecnn.WaveformTagger:
     """SampleCNN with its initial weights, which depend only on ``seed`` (and the embedding size)."""
     torch.manual_seed(seed)
-    return samplecnn.build(samplecnn.samplecnn_spec(MODEL_NAME, MTT_LABELS, embedding_size=embedding_size))
+    return samplecnn.build(samplecnn_spec(MODEL_NAME, MTT_LABELS, embedding_size=embedding_size))
 
 
 def initial_student(config: TrainConfig, data: TrackSet | None = None) -> samplecnn.WaveformTagger:

@@ -19,7 +19,7 @@ import torch
 from catalogue_tagger.config import Settings
 from catalogue_tagger.inference import open_backend
 from catalogue_tagger.inference.compile import compile_model
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 pytestmark = [

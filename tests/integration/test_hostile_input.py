@@ -159,7 +159,7 @@ def test_max_bytes_fails_before_reading_the_object(tmp_path: Path, audio_fixture
     """``too_large`` is decided from the object's size: an S3 object over the limit costs one HEAD, no GET."""
     from catalogue_tagger.decode_pool import DecodeOptions, decode_track, windowings_for
     from catalogue_tagger.messages import TrackFailed
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.records import TrackTask
 
     path = tmp_path / "big.mp3"

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.config import Settings
 from catalogue_tagger.inference import resolve_backend
 from catalogue_tagger.inference.torch_backend import cpu_supports_bf16

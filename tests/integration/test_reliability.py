@@ -175,7 +175,7 @@ def test_a_crashing_backend_fails_its_batch_as_inference_error() -> None:
     from catalogue_tagger.inference.base import Backend
     from catalogue_tagger.inference_loop import InferenceLoop
     from catalogue_tagger.messages import SegmentReady, TrackDecoded, TrackFailed, TrackStarted
-    from catalogue_tagger.models.registry import get_spec
+    from catalogue_tagger.models.specs import get_spec
     from catalogue_tagger.records import TrackFailure
 
     class Crashing(Backend):

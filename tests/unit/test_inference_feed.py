@@ -16,7 +16,7 @@ from catalogue_tagger.inference.base import Backend, Pending
 from catalogue_tagger.inference.torch_backend import TorchBackend, ieee_fp32
 from catalogue_tagger.inference_loop import Finished, InferenceLoop
 from catalogue_tagger.messages import Message, SegmentReady, TrackDecoded, TrackFailed, TrackStarted
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult
 
 SPEC = replace(get_spec("musicnn-mtt"), window=64)

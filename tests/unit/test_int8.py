@@ -18,7 +18,7 @@ from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference import open_backend, resolve_backend
 from catalogue_tagger.inference.compile import compile_int8, compile_model
 from catalogue_tagger.inference.quantize import CalibrationError, calibration_files
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 AUDIO = Path(__file__).resolve().parents[1] / "fixtures" / "audio"

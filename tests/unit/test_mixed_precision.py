@@ -18,7 +18,7 @@ from catalogue_tagger.errors import BackendUnavailable
 from catalogue_tagger.inference import open_backend
 from catalogue_tagger.inference.compile import FRONT_END_PREFIX, onnx_path_for, reduced_onnx
 from catalogue_tagger.inference.mixed_precision import first_layers
-from catalogue_tagger.models.registry import get_spec
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"

@@ -115,7 +115,8 @@ def test_end_to_end_from_flac(name: str, clip: str) -> None:
 def test_msd_vgg_in_musicnn_graph_matches_what_musicnn_returns() -> None:
     """The MSD vgg weights in the MTT-shaped network reproduce musicnn 0.1.0's own (as-shipped) outputs."""
     from catalogue_tagger.models import vgg
-    from catalogue_tagger.models.registry import get_spec, read_weights
+    from catalogue_tagger.models.registry import read_weights
+    from catalogue_tagger.models.specs import get_spec
 
     net = vgg.VggNet(pools="musicnn")
     net.load_state_dict({k.removeprefix("net."): v for k, v in read_weights(get_spec("vgg-msd")).items()})

@@ -13,7 +13,8 @@ from catalogue_tagger.config import DEFAULT_MODELS
 from catalogue_tagger.errors import ModelError, UnknownModel, WeightsMismatch
 from catalogue_tagger.models.convert import MANIFEST_FILE, WEIGHTS_DIR
 from catalogue_tagger.models.labels import MSD_LABELS, MTT_LABELS
-from catalogue_tagger.models.registry import SPECS, get_spec, list_specs, load_model
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import SPECS, get_spec, list_specs
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "musicnn"
 # (trainable parameters, BN moving statistics) of the original checkpoints

@@ -12,9 +12,9 @@ import torch
 
 from catalogue_tagger.inference.compile import TENSORRT_OPS
 from catalogue_tagger.models.labels import MTT_LABELS
-from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR, build_model, load_model
-from catalogue_tagger.models.samplecnn import (WINDOW, ChannelsLastFeatures, WaveformTagger, build, conv3_winograd,
-                                               samplecnn_spec)
+from catalogue_tagger.models.registry import WEIGHTS_DIR, build_model, load_model
+from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, WaveformTagger, build, conv3_winograd
+from catalogue_tagger.models.specs import SPECS, samplecnn_spec
 from catalogue_tagger.models.winograd import transformed_kernels
 from catalogue_tagger.segment import Windowing, segment_track
 

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from catalogue_tagger.inference.compile import export_onnx
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 CLIP = Path(__file__).parents[1] / "fixtures" / "musicnn" / "pub_electronic_2.flac"

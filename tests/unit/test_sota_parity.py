@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from catalogue_tagger.models.registry import get_spec, load_model
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.models.sota import SotaTagger, UnrolledGru
 from catalogue_tagger.segment import Windowing, segment_track
 

@@ -13,8 +13,9 @@ from click.testing import CliRunner
 
 from catalogue_tagger.errors import ModelError, WeightsMismatch
 from catalogue_tagger.models.labels import MTT_LABELS
-from catalogue_tagger.models.registry import SPECS, get_spec, load_model
-from catalogue_tagger.models.sota import PUBLISHED_AUCS, SotaTagger
+from catalogue_tagger.models.registry import load_model
+from catalogue_tagger.models.specs import SOTA_PUBLISHED_AUCS, SPECS, get_spec
+from catalogue_tagger.models.sota import SotaTagger
 from catalogue_tagger.models.sota_convert import (
     CHECKPOINTS,
     LICENCE_FILE,
@@ -38,7 +39,7 @@ def test_spec(name: str) -> None:
     assert (spec.kind, spec.window, spec.hop, spec.pad, spec.sample_rate) == ("spectrogram", window, window, 0, 16000)
     assert spec.labels == MTT_LABELS and not spec.default
     assert spec.output_names == (("probs", "logits", "embedding") if name == "musicnn-sota-mtt" else ("probs", "logits"))
-    assert (spec.roc_auc, spec.pr_auc) == PUBLISHED_AUCS[name]
+    assert (spec.roc_auc, spec.pr_auc) == SOTA_PUBLISHED_AUCS[name]
     assert spec.licence == "MIT" and "Minz Won" in spec.attribution and "36aa13b" in spec.source
 
 

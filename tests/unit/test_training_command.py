@@ -14,7 +14,8 @@ from safetensors.torch import load_file
 
 from catalogue_tagger.cli import main
 from catalogue_tagger.training.corpus import Corpus
-from catalogue_tagger.models.registry import SPECS, WEIGHTS_DIR
+from catalogue_tagger.models.registry import WEIGHTS_DIR
+from catalogue_tagger.models.specs import SPECS
 from catalogue_tagger.training.targets import TEACHERS, embedding_path, taggram_path
 
 
