@@ -1,7 +1,8 @@
 """musicnn's log-mel front end as plain tensor ops, so a tagger's whole graph exports to ONNX and TensorRT.
 
-There is no ``torch.stft`` (complex ops do not export): the 512-point DFT is one float32 matmul with a
-fixed cosine/sine basis (periodic Hann window folded in). Because the hop (256) is half the frame (512), a
+There is no ``torch.stft`` in the exported graph (complex ops do not export): there, and on CUDA, the 512-point
+DFT is one float32 matmul with a fixed cosine/sine basis (periodic Hann window folded in); the CPU computes the
+same spectrum by ``rfft`` (:meth:`LogMel.power_mel`). Because the hop (256) is half the frame (512), a
 segment reshaped to 256-sample chunks gives every frame as two neighbouring chunks, so framing is just
 Reshape/Slice/Concat. The segmenter supplies the reflect context, so no padding happens here: a segment
 of ``187 * 256 + 256`` samples gives exactly 187 frames, the frames librosa's centred STFT gives for that
