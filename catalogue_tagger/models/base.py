@@ -13,6 +13,7 @@ from torch import nn
 from catalogue_tagger.models.layers import fold_batchnorm
 from catalogue_tagger.models.specs import ModelSpec
 
+
 class Tagger(nn.Module):
     """Base class of the torch taggers: ``forward(wave[B, window]) -> (probs, logits[, embedding])``."""
 

@@ -68,14 +68,13 @@ SOTA_ATTRIBUTION = f"{SOTA_COPYRIGHT} (sota-music-tagging-models; Won, Ferraro, 
 SOTA_REPOSITORY = "minzwon/sota-music-tagging-models"
 SOTA_COMMIT = "36aa13b7205ff156cf4dcab60fd69957da453151"
 SOTA_PAPER = ('Won et al., "Evaluation of CNN-based automatic music tagging models", SMC 2020, '
-         "MagnaTagATune results (ROC-AUC / PR-AUC, test split)")
+              "MagnaTagATune results (ROC-AUC / PR-AUC, test split)")
 # registry name -> (ROC-AUC, PR-AUC) on the MTAT test split, as published in that table
 SOTA_PUBLISHED_AUCS: dict[str, tuple[float, float]] = {
     "musicnn-sota-mtt": (0.9106, 0.4493),
     "fcn-mtt": (0.9005, 0.4295),
     "crnn-mtt": (0.8722, 0.3625),
 }
-
 
 
 def sota_spec(name: str, architecture: str, checkpoint: str, weights_sha256: str) -> ModelSpec:
@@ -99,11 +98,9 @@ def samplecnn_spec(name: str, labels: tuple[str, ...], weights_sha256: str = "",
     pooled feature, or a projection of it when ``embedding_size`` is another size."""
     return ModelSpec(
         name=name, kind="waveform", architecture="samplecnn", labels=labels, window=SAMPLECNN_WINDOW,
-        hop=SAMPLECNN_WINDOW, pad=0,
-        embedding_size=embedding_size, weights_file=f"{name}.safetensors", weights_sha256=weights_sha256,
-        licence=licence, attribution=attribution, source=source, default=default,
+        hop=SAMPLECNN_WINDOW, pad=0, embedding_size=embedding_size, weights_file=f"{name}.safetensors",
+        weights_sha256=weights_sha256, licence=licence, attribution=attribution, source=source, default=default,
     )
-
 
 
 MUSICNN_LICENCE = "ISC"
@@ -158,11 +155,12 @@ SPECS["samplecnn-mtt"] = samplecnn_spec(
 # Won et al. (SMC 2020), MIT: converted from ../shared/weights/sota-mtat (manifest-sota-mtat.json)
 for _spec in (
     sota_spec("musicnn-sota-mtt", "sota-musicnn", "musicnn",
-                   "c21601f1979a367ebad0941eeb3ee87a14aa920429a3f93f83f15e7c613adb60"),
+              "c21601f1979a367ebad0941eeb3ee87a14aa920429a3f93f83f15e7c613adb60"),
     sota_spec("fcn-mtt", "sota-fcn", "fcn", "1e5c0aa6511ee88c363d6162b21ee34ee3979007beeb54ffd7deaa5afe6dee2d"),
     sota_spec("crnn-mtt", "sota-crnn", "crnn", "3aeb67977a8269ad69786cab8c541e435bc105a23d2622d77b77e9d5f0411e9f"),
 ):
     SPECS[_spec.name] = _spec
+
 
 def get_spec(name: str) -> ModelSpec:
     try:

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 
 from catalogue_tagger.models.base import Tagger
-from catalogue_tagger.models.specs import ModelSpec
 from catalogue_tagger.models.frontend import LogMel
+from catalogue_tagger.models.specs import ModelSpec
 
 
 class SpectrogramTagger(Tagger):

@@ -20,9 +20,8 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from catalogue_tagger.models.specs import ModelSpec
 from catalogue_tagger.models.registry import load_model
-from catalogue_tagger.models.specs import get_spec
+from catalogue_tagger.models.specs import ModelSpec, get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 from catalogue_tagger.training.corpus import Corpus, CorpusTrack, _save_npy
 

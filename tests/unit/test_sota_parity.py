@@ -13,8 +13,8 @@ import pytest
 import torch
 
 from catalogue_tagger.models.registry import load_model
-from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.models.sota import SotaTagger, UnrolledGru
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.segment import Windowing, segment_track
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"

@@ -14,7 +14,6 @@ from click.testing import CliRunner
 from catalogue_tagger.errors import ModelError, WeightsMismatch
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import load_model
-from catalogue_tagger.models.specs import SOTA_PUBLISHED_AUCS, SPECS, get_spec
 from catalogue_tagger.models.sota import SotaTagger
 from catalogue_tagger.models.sota_convert import (
     CHECKPOINTS,
@@ -25,6 +24,7 @@ from catalogue_tagger.models.sota_convert import (
     read_tags,
     state_dict_from_checkpoint,
 )
+from catalogue_tagger.models.specs import SOTA_PUBLISHED_AUCS, SPECS, get_spec
 
 NAMES = ("musicnn-sota-mtt", "fcn-mtt", "crnn-mtt")
 # the shared checkpoints sit beside the clone (CI) or the worktree (development)
