@@ -4,8 +4,11 @@ CPU: ``session.run`` on micro-batches of :data:`PARALLEL_MICRO_BATCH` segments, 
 Python threads (the cores the decode workers leave free) with one ONNX Runtime thread each. Beside a busy decode
 worker this ran musicnn 14 % faster than one run at a time on ``threads`` intra-op threads (69 → 79 segments/s on
 2 cores), whose every operator waits for its slowest thread; alone, both ran the same. Runs side by side each
-hold their activations: micro-batches of 4 keep the peak of two of them below that of one run of 8 before (musicnn
-553 against 826 MB, SampleCNN 573 against 854 MB, same speed).
+hold their activations, so the smaller the micro-batch, the smaller the peak: micro-batches of 4 kept two of them
+below one run of 8 (musicnn 553 against 826 MB, SampleCNN 573 against 854 MB, same speed), and single segments
+halve it again while musicnn runs faster (AVX-512 CPU, 2 threads: 131-134 against 124-127 segments/s; SampleCNN
+the same speed). Peak RSS of `tag` with both default models on a 3-minute MP3: 732 → 311-317 MB; a 1-hour MP3
+810 → 371 MB, 27.0 → 25.4 s.
 CUDA: the CUDA execution provider on the settings' device, TF32 off (it would break the 1e-4 parity); ONNX
 Runtime quietly falls back to the CPU when the provider cannot load (missing CUDA or cuDNN libraries), so the
 session's providers are checked and a fallback is :class:`BackendUnavailable`. Batches go through an I/O
@@ -31,7 +34,7 @@ from catalogue_tagger.inference.device import cuda_index
 from catalogue_tagger.models.specs import get_spec
 
 CUDA = "CUDAExecutionProvider"
-PARALLEL_MICRO_BATCH = 4  # segments per run when runs go side by side on threads (see the module docstring)
+PARALLEL_MICRO_BATCH = 1  # segments per run when runs go side by side on threads (see the module docstring)
 INPUT = "wave"
 # ONNX Runtime's own error types (each derives from Exception directly), and what its Python layer raises
 ORT_ERRORS: tuple[type[Exception], ...] = (RuntimeError, ValueError, *(
