@@ -7,8 +7,8 @@ worker this ran musicnn 14 % faster than one run at a time on ``threads`` intra-
 hold their activations, so the smaller the micro-batch, the smaller the peak: micro-batches of 4 kept two of them
 below one run of 8 (musicnn 553 against 826 MB, SampleCNN 573 against 854 MB, same speed), and single segments
 halve it again while musicnn runs faster (AVX-512 CPU, 2 threads: 131-134 against 124-127 segments/s; SampleCNN
-the same speed). Peak RSS of `tag` with both default models on a 3-minute MP3: 732 → 311-317 MB; a 1-hour MP3
-810 → 371 MB, 27.0 → 25.4 s.
+the same speed). Peak RSS of `tag` with both default models on a 3-minute MP3: 732 → 311-324 MB; a 1-hour MP3
+810 → 371-377 MB, 27.0 → 25.4 s.
 CUDA: the CUDA execution provider on the settings' device, TF32 off (it would break the 1e-4 parity); ONNX
 Runtime quietly falls back to the CPU when the provider cannot load (missing CUDA or cuDNN libraries), so the
 session's providers are checked and a fallback is :class:`BackendUnavailable`. Batches go through an I/O
