@@ -106,7 +106,7 @@ def tag(
     with _decode_pool(source, settings, feed) as pool:
         counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
         if force:
-            store.mark_pending(partition_key=partition_key)
+            store.mark_pending(partition_key=partition_key, source=source.uri)
         before = store.partition_status(partition_key) if partition_key else None
         model_ids = {
             name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
@@ -154,7 +154,7 @@ def _tag_run(
         with ExitStack() as backends_open:
             backends = _open_backends(specs, settings, backends_open)
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
-            claims = _claims(store, lease, partition_key)
+            claims = _claims(store, lease, partition_key, source.uri)
             try:
                 if pool is not None:
                     _run_pooled(pool, claims, loop, writer, settings, progress)
@@ -233,10 +233,12 @@ def _finish_run(store: Store, report: RunReport, error: BaseException | None) ->
         logger.warning("run %d failed and could not be recorded as failed: %s", report.run_id, exc)
 
 
-def _claims(store: Store, lease: RunLease, partition_key: str | None) -> Iterator[TrackTask]:
+def _claims(store: Store, lease: RunLease, partition_key: str | None, source: str) -> Iterator[TrackTask]:
+    """The run's tracks, claimed a chunk at a time: pending, of the partition, under the run's source (a database
+    may hold several sources' tracks; another source's are not this run's to open, or to fail)."""
     while True:
         lease.renew()  # after a server restart, hold the lease again before claiming more
-        batch = store.claim_pending(lease.run_id, CLAIM_CHUNK, partition_key)
+        batch = store.claim_pending(lease.run_id, CLAIM_CHUNK, partition_key, source)
         if not batch:
             return
         yield from batch

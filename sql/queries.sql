@@ -83,17 +83,20 @@ SELECT count(*) FILTER (WHERE inserted) AS new,
 FROM upserted;
 
 -- name: mark_pending --
--- Make tracks pending again (re-tagging); NULL filters match every track.
+-- Make tracks pending again (re-tagging); NULL filters match every track. The source filter (a source's URI)
+-- keeps to the tracks under it: a database may hold several sources' tracks.
 UPDATE tracks
 SET status = 'pending', claimed_by_run = NULL, claimed_at = NULL
 WHERE (CAST(:uris AS text[]) IS NULL OR uri = ANY (CAST(:uris AS text[])))
   AND (CAST(:partition_key AS text) IS NULL OR partition_key = CAST(:partition_key AS text))
+  AND (CAST(:source AS text) IS NULL OR starts_with(uri, CAST(:source AS text)))
   AND (status <> 'pending' OR claimed_by_run IS NOT NULL);
 
 -- name: claim_pending --
 -- Hand up to :limit pending tracks to a run; SKIP LOCKED plus the claim columns keep concurrent runs apart.
 -- A claim counts only while its run holds its lease (session advisory lock :lease_class, run_id): a killed
--- run's claims are free at once, a live run keeps its own.
+-- run's claims are free at once, a live run keeps its own. The source filter (a source's URI, NULL for any)
+-- keeps a run to the tracks it can open: another source's pending tracks in one database are not its to fail.
 WITH live AS (
     SELECT CAST(objid AS bigint) AS run_id FROM pg_locks
     WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid = CAST(:lease_class AS oid)
@@ -102,6 +105,7 @@ WITH live AS (
     SELECT track_id FROM tracks
     WHERE status = 'pending'
       AND (CAST(:partition_key AS text) IS NULL OR partition_key = CAST(:partition_key AS text))
+      AND (CAST(:source AS text) IS NULL OR starts_with(uri, CAST(:source AS text)))
       AND (claimed_by_run IS NULL OR claimed_by_run NOT IN (SELECT run_id FROM live))
     ORDER BY track_id
     LIMIT :limit

@@ -21,7 +21,7 @@ from catalogue_tagger.config import Settings
               help="Decode processes (0: decode inline). Default: $CATALOGUE_TAGGER_WORKERS, else cores - 1.")
 @click.option("--max-bytes", type=click.IntRange(min=1), default=None,
               help="Objects larger than this fail as too_large (default: $CATALOGUE_TAGGER_MAX_BYTES).")
-@click.option("--force", is_flag=True, help="Re-tag the selection even where already tagged.")
+@click.option("--force", is_flag=True, help="Re-tag the selection (of this source) even where already tagged.")
 @click.option("--segments", "keep_segments", is_flag=True, default=None,
               help="Also store per-segment scores (segment_scores).")
 @s3_endpoint_option

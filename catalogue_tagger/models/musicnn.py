@@ -174,8 +174,27 @@ def _max_over_mel_of_tiles(x: torch.Tensor, kernel: torch.Tensor, kt: int, km: i
         for t0 in range(0, t_out, step):
             tile = patches[t0 : t0 + step].reshape(-1, kt * km)  # im2col copy of one tile
             product = torch.mm(tile, kernel)  # bfloat16 under a bf16 autocast: the max is taken in it, then widened
-            out[i, t0 : t0 + step] = product.view(-1, m_out, channels).amax(dim=1)
+            out[i, t0 : t0 + step] = _max_over(product.view(-1, m_out, channels), dim=1)
     return out.transpose(1, 2)
+
+
+def _max_over(values: torch.Tensor, dim: int) -> torch.Tensor:
+    """``values.amax(dim)``; for bfloat16, the same values from the bits read as ``int16``, which torch reduces
+    3-4 times faster than bfloat16 (a tile of the 7 x 38 branch: 45 against 156 us on one thread).
+
+    A non-negative bfloat16 orders like its bits, and every negative one (sign bit set) reads as a negative
+    integer, so the integer max is the float max wherever a group holds a value >= +0. Where every value of a
+    group is negative, the integer max picks the one of largest magnitude instead; the float max is then the
+    integer min (the smallest magnitude; -0.0 reads as the smallest integer of all).
+    """
+    if values.dtype != torch.bfloat16:
+        return values.amax(dim=dim)
+    bits = values.view(torch.int16)
+    top = bits.amax(dim=dim)
+    negative = top < 0
+    if bool(negative.any()):
+        top = torch.where(negative, bits.amin(dim=dim), top)
+    return top.view(torch.bfloat16)
 
 
 def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int) -> torch.Tensor:

@@ -228,15 +228,20 @@ class Store:
         new, changed = conn.execute(queries()["merge_objects_from_stage"]).one()
         return int(new), int(changed)
 
-    def mark_pending(self, uris: Sequence[str] | None = None, partition_key: str | None = None) -> int:
-        """Make tracks pending again (``--force``); None filters match all. Returns how many changed."""
-        params = {"uris": list(uris) if uris is not None else None, "partition_key": partition_key}
+    def mark_pending(self, uris: Sequence[str] | None = None, partition_key: str | None = None,
+                     source: str | None = None) -> int:
+        """Make tracks pending again (``--force``); None filters match all, ``source`` (a source's URI) keeps to
+        the tracks under it. Returns how many changed."""
+        params = {"uris": list(uris) if uris is not None else None, "partition_key": partition_key, "source": source}
         return self._transaction("mark tracks pending", lambda conn: conn.execute(queries()["mark_pending"], params).rowcount)
 
-    def claim_pending(self, run_id: int, limit: int, partition_key: str | None = None) -> list[TrackTask]:
-        """Claim up to ``limit`` pending tracks for ``run_id``; concurrent live runs never get the same track, and
-        the claims of a run whose lease is gone (its process died) are taken over at once."""
-        params = {"run_id": run_id, "limit": limit, "partition_key": partition_key, "lease_class": LEASE_CLASS}
+    def claim_pending(self, run_id: int, limit: int, partition_key: str | None = None,
+                      source: str | None = None) -> list[TrackTask]:
+        """Claim up to ``limit`` pending tracks for ``run_id`` (of ``partition_key``, under the source URI
+        ``source``, when given); concurrent live runs never get the same track, and the claims of a run whose
+        lease is gone (its process died) are taken over at once."""
+        params = {"run_id": run_id, "limit": limit, "partition_key": partition_key, "source": source,
+                  "lease_class": LEASE_CLASS}
         rows = self._transaction("claim pending tracks", lambda conn: conn.execute(queries()["claim_pending"], params).all())
         return sorted((TrackTask(r.track_id, r.uri, r.etag) for r in rows), key=lambda t: t.track_id)
 

@@ -101,6 +101,27 @@ def test_corrupt_file_then_fixed_keeps_failure_history(store: Store, catalogue: 
     assert status["corrupt.mp3"] == "tagged"
 
 
+def test_a_run_keeps_to_its_own_source(store: Store, catalogue: Path, tmp_path: Path, audio_fixtures: Path) -> None:
+    """One database, two folders: tagging (or re-tagging) one neither claims nor fails the other's tracks."""
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copy2(audio_fixtures / "excerpt.mp3", other / "excerpt.mp3")
+    tag(FolderStore(catalogue), store, INLINE)
+    before = _track_rows(store)
+    store.mark_pending(uris=[(catalogue / "excerpt.ogg").as_uri()])  # one track of the first source left pending
+
+    report = tag(FolderStore(other), store, INLINE, force=True)
+    assert report.tagged == 1 and report.failed == {}
+    rows = {r[0]: r for r in _track_rows(store)}
+    assert rows[(other / "excerpt.mp3").as_uri()][2] == "tagged"
+    for row in before:  # the first source's rows: as they were, the pending one still pending
+        expected = "pending" if row[0] == (catalogue / "excerpt.ogg").as_uri() else row[2]
+        assert rows[row[0]][2:5] == (expected, *row[3:5]), row[0]
+
+    again = tag(FolderStore(catalogue), store, INLINE)  # the first source's own run takes its pending track
+    assert again.tagged == 1 and again.failed == {}
+
+
 def test_partition_selects_one_upload_day(store: Store, catalogue: Path) -> None:
     day1, day2 = 1_700_000_000, 1_700_000_000 + 86_400  # 2023-11-14 and 2023-11-15 (UTC)
     for i, path in enumerate(sorted(catalogue.iterdir())):

@@ -321,5 +321,6 @@ def test_top_tracks_and_tags_of_a_track_are_index_scans(store: Store) -> None:
     assert "track_tags_tag_model_score_idx" in top, top
     track = explain(store, "tags_for_track", {"uri": tasks[0].uri, "model": None})
     assert "tracks_uri_key" in track and "track_tags_pkey" in track, track
-    claim = explain(store, "claim_pending", {"run_id": 1, "limit": 5, "partition_key": PARTITION, "lease_class": LEASE_CLASS})
+    claim = explain(store, "claim_pending", {"run_id": 1, "limit": 5, "partition_key": PARTITION,
+                                             "source": "file:///catalogue/", "lease_class": LEASE_CLASS})
     assert "tracks_pending_idx" in claim or "tracks_pending_claim_idx" in claim, claim  # tiny tables: either

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from catalogue_tagger.models.frontend import LogMel
-from catalogue_tagger.models.musicnn import conv_max_over_mel
+from catalogue_tagger.models.musicnn import _max_over, conv_max_over_mel
 from catalogue_tagger.models.winograd import winograd_matrices
 from catalogue_tagger.models.registry import load_model
 from catalogue_tagger.models.spectrogram import SpectrogramTagger
@@ -181,3 +181,23 @@ def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> No
     # bfloat16 keeps 8 bits of mantissa: products of these sizes (|y| up to ~10) land within 2^-7 relative
     assert max_abs(reduced.numpy(), expected.numpy()) <= 0.1
     assert max_abs(reduced.numpy(), expected.numpy()) > 0  # it really ran in bfloat16
+
+
+def test_bfloat16_max_from_int16_bits_is_the_float_max() -> None:
+    """The bfloat16 max over an axis read from the bits as int16 is ``amax``'s, for groups with a positive value,
+    groups all negative (including -0.0, infinities and subnormals) and mixed ones."""
+    generator = torch.Generator().manual_seed(5)
+    values = torch.randn(6, 59, 204, generator=generator).bfloat16()
+    values[1] = -values[1].abs()  # every group of this row negative
+    values[2, :, :10] = -0.0
+    values[2, :3, 10:20] = float("-inf")
+    values[3] = float("-inf")
+    values[3, 7, 5] = -1e-40  # a negative subnormal: the largest of its group
+    values[4] = 0.0
+    values[4, :, ::2] = -2.0
+    for dim in (1, 0):
+        expected = values.amax(dim=dim)
+        got = _max_over(values, dim)
+        assert got.dtype == torch.bfloat16
+        assert torch.equal(got.view(torch.int16), expected.view(torch.int16)), dim  # the same bits, signed zeros too
+    assert torch.equal(_max_over(values.float(), 1), values.float().amax(dim=1))
