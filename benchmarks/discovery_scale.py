@@ -193,7 +193,8 @@ def bench_discovery_scale(database_url: str, objects: int = 1_000_000, new: int 
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE tracks"))
         half_run = store.open_run(first.uri, ["bench"]).run_id  # its lease ends with the process
-        half_params = {"run_id": half_run, "limit": CLAIM_CHUNK, "partition_key": None, "lease_class": LEASE_CLASS}
+        half_params = {"run_id": half_run, "limit": CLAIM_CHUNK, "partition_key": None, "source": first.uri,
+                       "lease_class": LEASE_CLASS}
         result.half_claim_plan, result.half_claim_plan_without_index = _claim_plans(store, half_params)
         log("claim with half tagged:\n  " + "\n  ".join(result.half_claim_plan))
         log("without tracks_pending_claim_idx:\n  " + "\n  ".join(result.half_claim_plan_without_index))
@@ -223,10 +224,11 @@ def bench_discovery_scale(database_url: str, objects: int = 1_000_000, new: int 
         with store.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("ANALYZE tracks"))
         run_id = store.open_run(again.uri, ["bench"]).run_id
-        params = {"run_id": run_id, "limit": CLAIM_CHUNK, "partition_key": None, "lease_class": LEASE_CLASS}
+        params = {"run_id": run_id, "limit": CLAIM_CHUNK, "partition_key": None, "source": again.uri,
+                  "lease_class": LEASE_CLASS}
         result.claim_plan, result.claim_plan_without_index = _claim_plans(store, params)
         started = time.perf_counter()
-        while batch := store.claim_pending(run_id, CLAIM_CHUNK):
+        while batch := store.claim_pending(run_id, CLAIM_CHUNK, source=again.uri):  # as a run claims
             result.claimed += len(batch)
         result.claim_all_new_s = time.perf_counter() - started
         log("claim plan:\n  " + "\n  ".join(result.claim_plan))

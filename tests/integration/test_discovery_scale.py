@@ -70,7 +70,8 @@ def test_rediscovery_writes_and_locks_only_new_rows(store: Store) -> None:
 
 
 def _plan(store: Store, partition_key: str | None) -> dict[str, Any]:
-    params = {"run_id": 1, "limit": 64, "partition_key": partition_key, "lease_class": LEASE_CLASS}
+    params = {"run_id": 1, "limit": 64, "partition_key": partition_key, "source": "s3://cat/",
+              "lease_class": LEASE_CLASS}
     with store.connection() as conn:
         conn.execute(text("INSERT INTO runs (run_id, source) VALUES (1, 's3://cat/') ON CONFLICT DO NOTHING"))
         raw = conn.execute(text("EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + raw_queries()["claim_pending"]),
