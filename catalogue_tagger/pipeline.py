@@ -152,12 +152,17 @@ def _tag_run(
     error: BaseException | None = None
     try:
         with ExitStack() as backends_open:
+            claims = _claims(store, lease, partition_key, source.uri)
+            tasks = _PoolTasks(pool, claims, settings.workers) if pool is not None else None
+            if tasks is not None:
+                # The workers decode the first tracks while the backends open (torch's import and a model's load
+                # take ~0.8 s, a TensorRT engine longer): their segments wait in the queue, within its bound.
+                tasks.top_up()
             backends = _open_backends(specs, settings, backends_open)
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
-            claims = _claims(store, lease, partition_key, source.uri)
             try:
-                if pool is not None:
-                    _run_pooled(pool, claims, loop, writer, settings, progress)
+                if tasks is not None:
+                    _run_pooled(tasks, loop, writer, settings, progress)
                 else:
                     _run_inline(source, claims, feed, loop, writer, progress)
             finally:
@@ -273,31 +278,47 @@ def segments_in_flight(settings: Settings) -> int:
     return max(SEGMENTS_IN_FLIGHT, 2 * settings.batch_size * len(settings.models))
 
 
+class _PoolTasks:
+    """The run's claimed tracks handed to the decode workers, a few ahead of them: what was handed over and has
+    not come back finished is ``submitted``."""
+
+    def __init__(self, pool: DecodePool, claims: Iterator[TrackTask], workers: int) -> None:
+        self.pool = pool
+        self.submitted: dict[int, TrackTask] = {}
+        self._claims = claims
+        self._target = max(8, 4 * workers)  # tracks decoding or queued ahead of the workers
+        self._exhausted = False
+
+    def top_up(self) -> None:
+        while not self._exhausted and len(self.submitted) < self._target:
+            task = next(self._claims, None)
+            if task is None:
+                self._exhausted = True
+                self.pool.no_more_tasks()
+            else:
+                self.submitted[task.track_id] = task
+                self.pool.submit(task)
+
+    def finished(self, items: list[Finished]) -> list[Finished]:
+        for item in items:
+            self.submitted.pop(item.track_id, None)
+        return items
+
+
 def _run_pooled(
-    pool: DecodePool,
-    claims: Iterator[TrackTask],
+    tasks: _PoolTasks,
     loop: InferenceLoop,
     writer: ResultWriter,
     settings: Settings,
     progress: ProgressHook | None,
 ) -> None:
-    submitted: dict[int, TrackTask] = {}
-    target = max(8, 4 * settings.workers)  # tracks decoding or queued ahead of the workers
-    pending = iter(claims)
-    exhausted = False
+    pool = tasks.pool
     # On a CPU, while the decoders are behind (no segment waiting), a partial batch that fills the inference
     # threads is scored rather than left waiting for the rest of its batch: at the start of a run the threads
     # otherwise idled until 64 segments were decoded (~1.7 s of a 14 s run here).
     early = settings.threads * CPU_MICRO_BATCH if settings.device == "cpu" else 0
     while True:
-        while not exhausted and len(submitted) < target:
-            task = next(pending, None)
-            if task is None:
-                exhausted = True
-                pool.no_more_tasks()
-            else:
-                submitted[task.track_id] = task
-                pool.submit(task)
+        tasks.top_up()
         try:
             # a segment's samples: valid until the next get
             message: Message | None = pool.get(timeout=0.0) if early else None
@@ -312,15 +333,10 @@ def _run_pooled(
             finished = loop.flush()
         else:
             finished = loop.feed(message)  # copies a segment into its batch
-        for item in finished:
-            submitted.pop(item.track_id, None)
-        _emit(finished, writer, loop, progress)
-    finished = loop.flush()
-    for item in finished:
-        submitted.pop(item.track_id, None)
-    _emit(finished, writer, loop, progress)
+        _emit(tasks.finished(finished), writer, loop, progress)
+    _emit(tasks.finished(loop.flush()), writer, loop, progress)
     died = DecodeCrash("the decode worker died")
-    lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in submitted.values()]
+    lost = [TrackFailure(t.track_id, t.uri, *failure_of(died, DecodeCrash)) for t in tasks.submitted.values()]
     _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
 
 

@@ -137,12 +137,17 @@ def test_concurrent_runs_tag_each_track_once(processes: int, tmp_path: Path, dat
     assert sum(n for _, n in per_run) == 8  # the work of one run, shared out
 
 
-def test_a_backend_that_cannot_open_still_finishes_its_run(store: Store, tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [0, 1])
+def test_a_backend_that_cannot_open_still_finishes_its_run(store: Store, tmp_path: Path, workers: int) -> None:
+    """Also when decode workers had started on the first tracks while the backends opened: their claims are
+    given back and no track is marked failed."""
     catalogue = make_catalogue(tmp_path / "catalogue", copies=1)
-    settings = Settings(models=("musicnn-mtt",), backend="tensorrt", engine_cache=tmp_path / "engines", workers=0)
+    settings = Settings(models=("musicnn-mtt",), backend="tensorrt", engine_cache=tmp_path / "engines",
+                        workers=workers)
     with pytest.raises(BackendUnavailable):
         tag(FolderStore(catalogue), store, settings)
     assert rows(store, "SELECT status FROM runs") == [("failed",)]
+    assert rows(store, "SELECT status, count(*) FROM tracks GROUP BY status") == [("pending", 4)]
     assert rows(store, "SELECT count(*) FROM tracks WHERE claimed_by_run IS NOT NULL") == [(0,)]
     assert rows(store, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'") == [(0,)]  # lease given back
 
