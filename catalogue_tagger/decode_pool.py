@@ -12,7 +12,7 @@ import logging
 import multiprocessing as mp
 import queue
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack
+from contextlib import AbstractContextManager as ContextManager, ExitStack, nullcontext
 from dataclasses import dataclass
 from multiprocessing.context import SpawnContext, SpawnProcess
 from types import TracebackType
@@ -20,8 +20,10 @@ from typing import BinaryIO
 
 from threadpoolctl import threadpool_limits
 
+from catalogue_tagger.config import Settings
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.messages import (
     Message, SegmentReady, SegmentShared, TrackDecoded, TrackFailed, TrackStarted, WorkerMessage,
 )
@@ -202,6 +204,7 @@ class DecodePool:
         *,
         shared: bool = True,
     ) -> None:
+        self.source = source
         ctx = mp.get_context("spawn")  # never fork a process that holds torch threads
         self._tasks: mp.Queue[TrackTask | None] = ctx.Queue()
         self.out: mp.Queue[WorkerMessage | None] = ctx.Queue(maxsize=max_segments)
@@ -325,3 +328,32 @@ def _open_ring(ctx: SpawnContext, options: DecodeOptions, workers: int, max_segm
 def windowings_for(specs: Mapping[str, object]) -> dict[str, Windowing]:
     """The windowing of each model spec (anything with ``window``, ``hop`` and ``pad``)."""
     return {name: Windowing(s.window, s.hop, s.pad) for name, s in specs.items()}  # type: ignore[attr-defined]
+
+
+#: Least bound of the decode → inference queue, shared out among the workers' rings.
+SEGMENTS_IN_FLIGHT = 256
+
+
+def segments_in_flight(settings: Settings) -> int:
+    """How many segments the decode workers may hold ahead of inference: two full batches of every model, so that
+    one batch is scored while the next fills (at least :data:`SEGMENTS_IN_FLIGHT`). With room for only 16
+    segments per worker, inference waited on the decoder after every batch: 37 % of a 2-core run's wall time
+    (docs/performance.md)."""
+    return max(SEGMENTS_IN_FLIGHT, 2 * settings.batch_size * len(settings.models))
+
+
+def decode_options(settings: Settings) -> DecodeOptions:
+    """What the decode workers of a run of ``settings.models`` produce."""
+    windowings = windowings_for({name: get_spec(name) for name in settings.models})
+    return DecodeOptions(windowings, settings.max_duration_s, settings.max_bytes, settings.descriptors)
+
+
+def start_decoders(source: str, settings: Settings) -> ContextManager[DecodePool | None]:
+    """The decode workers of a run on the source URI ``source`` (``None`` with ``workers=0``: decoding runs
+    inline), started now. The CLI starts them before it imports and connects the store, so that their start-up
+    (a process and its imports, ~0.4 s) overlaps the rest of the run's; :func:`catalogue_tagger.pipeline.tag`
+    takes them, or starts its own."""
+    if settings.workers == 0:
+        return nullcontext()
+    return DecodePool(source, settings.s3_endpoint_url, decode_options(settings), settings.workers,
+                      segments_in_flight(settings))

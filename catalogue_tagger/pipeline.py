@@ -13,13 +13,15 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager as ContextManager, ExitStack, nullcontext
+from contextlib import ExitStack, nullcontext
 from dataclasses import dataclass, field
 
 from catalogue_tagger.config import Settings
 
 from catalogue_tagger.errors import BackendUnavailable, DecodeCrash, RunError, TaggerError, failure_of
-from catalogue_tagger.decode_pool import DecodePool, DecodeOptions, decode_track, windowings_for
+from catalogue_tagger.decode_pool import (
+    DecodeOptions, DecodePool, decode_options, decode_track, segments_in_flight, start_decoders,
+)
 from catalogue_tagger.heads import score_after_run
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, open_backend, resolve_backend
 from catalogue_tagger.messages import Message
@@ -34,7 +36,6 @@ from catalogue_tagger.writer import ResultWriter
 logger = logging.getLogger(__name__)
 
 CLAIM_CHUNK = 64
-SEGMENTS_IN_FLIGHT = 256  # least bound of the decode → inference queue, shared out among the workers' rings
 
 
 @dataclass(frozen=True)
@@ -92,18 +93,24 @@ def tag(
     force: bool = False,
     discover: bool = True,
     progress: ProgressHook | None = None,
+    decoders: DecodePool | None = None,
 ) -> RunReport:
     """Tag every pending track of ``source`` (of ``partition_key`` when given) with ``settings.models``.
 
     ``discover``: list the source first (False when discovery already ran, e.g. as its own Dagster asset);
-    ``force``: re-tag the selection even where already tagged. The store must be migrated.
+    ``force``: re-tag the selection even where already tagged; ``decoders``: this run's decode workers, already
+    started by :func:`~catalogue_tagger.decode_pool.start_decoders` for ``source`` (else they start here; the
+    caller closes what it started). The store must be migrated.
     """
     started = time.perf_counter()
     specs = {name: get_spec(name) for name in settings.models}
-    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
-    # The decode workers start first: their start-up (a process, its imports, the descriptors' state; ~0.4 s)
-    # then overlaps discovery, the models' registration and the opening of the backends instead of following them.
-    with _decode_pool(source, settings, feed) as pool:
+    feed = decode_options(settings)
+    if decoders is not None and decoders.source != source.uri:
+        raise ValueError(f"decode workers of {decoders.source} given for a run of {source.uri}")
+    # The decode workers start first (unless the caller started them earlier still): their start-up (a process,
+    # its imports, the descriptors' state; ~0.4 s) then overlaps discovery, the models' registration and the
+    # opening of the backends instead of following them.
+    with nullcontext(decoders) if decoders is not None else start_decoders(source.uri, settings) as pool:
         counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
         if force:
             store.mark_pending(partition_key=partition_key, source=source.uri)
@@ -119,13 +126,6 @@ def tag(
             skipped = (before or {}).get("tagged", 0) if partition_key else counts.unchanged
             return _tag_run(source, store, settings, lease, specs, model_ids, partition_key, progress, feed, pool,
                             started=started, skipped=skipped)
-
-
-def _decode_pool(source: ObjectStore, settings: Settings, feed: DecodeOptions) -> ContextManager[DecodePool | None]:
-    """The run's decode workers (``None`` with ``workers=0``: decoding runs inline)."""
-    if settings.workers == 0:
-        return nullcontext()
-    return DecodePool(source.uri, settings.s3_endpoint_url, feed, settings.workers, segments_in_flight(settings))
 
 
 def _tag_run(
@@ -270,14 +270,6 @@ def _run_inline(
     _emit(loop.flush(), writer, loop, progress)
 
 
-def segments_in_flight(settings: Settings) -> int:
-    """How many segments the decode workers may hold ahead of inference: two full batches of every model, so that
-    one batch is scored while the next fills (at least :data:`SEGMENTS_IN_FLIGHT`). With room for only 16
-    segments per worker, inference waited on the decoder after every batch: 37 % of a 2-core run's wall time
-    (docs/performance.md)."""
-    return max(SEGMENTS_IN_FLIGHT, 2 * settings.batch_size * len(settings.models))
-
-
 class _PoolTasks:
     """The run's claimed tracks handed to the decode workers, a few ahead of them: what was handed over and has
     not come back finished is ``submitted``."""
@@ -340,4 +332,4 @@ def _run_pooled(
     _emit(lost, writer, loop, progress)  # type: ignore[arg-type]
 
 
-__all__ = ["RunReport", "discover_objects", "tag"]
+__all__ = ["RunReport", "discover_objects", "segments_in_flight", "tag"]

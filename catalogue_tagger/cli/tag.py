@@ -34,12 +34,9 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
     SOURCE defaults to $CATALOGUE_TAGGER_SOURCE. Exit 0 when the run completed (some tracks may have
     failed: the counts are printed and stored), 2 when it could not run.
     """
+    from catalogue_tagger.decode_pool import start_decoders
     from catalogue_tagger.models.specs import get_spec
-    from catalogue_tagger.pipeline import tag as run_tag
-    from catalogue_tagger.progress import RunProgress
     from catalogue_tagger.sources import open_source
-    from catalogue_tagger.store.engine import resolve_database_url
-    from catalogue_tagger.store.store import Store
 
     settings = settings_with(settings, source=source, **overrides)
     if settings.source is None:
@@ -47,12 +44,21 @@ def tag(settings: Settings, /, source: str | None, partition_key: str | None, fo
     with user_errors():
         for name in settings.models:  # an unknown model is the user's to fix before anything is touched
             get_spec(name)
-        url = resolve_database_url(settings.database_url, settings.home)
-        with open_source(settings.source, s3_endpoint_url=settings.s3_endpoint_url) as objects, Store.connect(
-            url, retry_s=settings.database_retry_s
-        ) as store, RunProgress() as progress:
-            store.migrate()
-            report = run_tag(objects, store, settings, partition_key=partition_key, force=force, progress=progress)
+        with open_source(settings.source, s3_endpoint_url=settings.s3_endpoint_url) as objects, start_decoders(
+            objects.uri, settings
+        ) as decoders:
+            # The decode workers are starting (a process and its imports each): the store's and the pipeline's
+            # imports, the database's start or connection and its migration check overlap them.
+            from catalogue_tagger.pipeline import tag as run_tag
+            from catalogue_tagger.progress import RunProgress
+            from catalogue_tagger.store.engine import resolve_database_url
+            from catalogue_tagger.store.store import Store
+
+            url = resolve_database_url(settings.database_url, settings.home)
+            with Store.connect(url, retry_s=settings.database_retry_s) as store, RunProgress() as progress:
+                store.migrate()
+                report = run_tag(objects, store, settings, partition_key=partition_key, force=force,
+                                 progress=progress, decoders=decoders)
     if as_json:
         echo_json(report.as_dict())
         return

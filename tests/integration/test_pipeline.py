@@ -13,6 +13,7 @@ import pytest
 
 from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.config import Settings
+from catalogue_tagger.decode_pool import start_decoders
 from catalogue_tagger.inference import resolve_backend
 from catalogue_tagger.inference.torch_backend import cpu_supports_bf16
 from catalogue_tagger.pipeline import tag
@@ -120,6 +121,18 @@ def test_a_run_keeps_to_its_own_source(store: Store, catalogue: Path, tmp_path: 
 
     again = tag(FolderStore(catalogue), store, INLINE)  # the first source's own run takes its pending track
     assert again.tagged == 1 and again.failed == {}
+
+
+def test_decode_workers_started_ahead_serve_the_run_of_their_source(store: Store, catalogue: Path,
+                                                                     tmp_path: Path) -> None:
+    """The CLI starts the decode workers before it opens the store; the run takes them, and refuses workers
+    started for another source."""
+    settings = replace(MUSICNN, workers=1, batch_size=16)
+    with start_decoders(FolderStore(tmp_path).uri, settings) as elsewhere, pytest.raises(ValueError):
+        tag(FolderStore(catalogue), store, settings, decoders=elsewhere)
+    with start_decoders(FolderStore(catalogue).uri, settings) as decoders:
+        report = tag(FolderStore(catalogue), store, settings, decoders=decoders)
+    assert report.tagged == len(GOOD) and report.failed == {"unsupported_format": 1, "empty_audio": 1}
 
 
 def test_partition_selects_one_upload_day(store: Store, catalogue: Path) -> None:
