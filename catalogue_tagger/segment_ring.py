@@ -11,7 +11,10 @@ worker waits on it before writing, the reader releases it after copying. The rin
 backpressure. A worker never touches another worker's slots, so one that dies leaves nothing to repair: the
 slots it had sent are still whole, the one it was writing is never announced. The reader's :meth:`close`
 unlinks the block on every exit path; should the reading process itself be killed, Python's resource tracker
-unlinks it.
+unlinks it. When the tracker dies with it (the whole process group killed, a container restarted while its pod
+keeps ``/dev/shm``), the next ring created on the machine unlinks the block: the reader holds a shared lock on its
+block for as long as it lives (the kernel drops it with the process), so a block no one holds is stale
+(:func:`remove_stale_blocks`).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import errno
 import logging
 import os
 import secrets
+import time
 import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -38,6 +42,13 @@ SHM_DIR = Path("/dev/shm")
 MIN_SLOTS = 2  # per worker: one being written while the previous one is read
 MAX_SLOTS = 512  # per worker: a lone worker can run two batches of 64 of two models ahead (and of bigger batches)
 WAIT_S = 1.0  # how often a waiting worker checks that its reader is still alive
+#: A block younger than this is never taken for stale: its reader may be between creating and locking it.
+STALE_AFTER_S = 60.0
+
+try:
+    import fcntl
+except ImportError:  # not POSIX: no /dev/shm either
+    fcntl = None  # type: ignore[assignment]
 
 
 class RingUnavailable(OSError):
@@ -98,6 +109,47 @@ def _reserve(layout: RingLayout, shm_dir: Path) -> None:
         os.close(fd)
 
 
+def remove_stale_blocks(shm_dir: Path = SHM_DIR, older_than_s: float = STALE_AFTER_S) -> list[str]:
+    """Unlink the blocks in ``shm_dir`` left by readers that were killed with their resource tracker: those
+    older than ``older_than_s`` that no process holds a lock on. Returns their names.
+
+    Unlinking only removes a name: a process that still maps the block keeps its memory, so even a block taken
+    for stale wrongly (a reader of a version without the lock) breaks no run."""
+    if fcntl is None or not shm_dir.is_dir():
+        return []
+    removed = []
+    now = time.time()
+    for path in shm_dir.glob(f"{SHM_PREFIX}*"):
+        try:
+            if now - path.stat().st_mtime < older_than_s:
+                continue
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue  # gone meanwhile, or not ours to open
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            continue  # its reader lives
+        else:
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+        finally:
+            os.close(fd)
+    if removed:
+        logger.warning("removed %d segment block(s) of killed runs from %s: %s", len(removed), shm_dir,
+                       ", ".join(removed))
+    return removed
+
+
+def _hold(path: Path) -> int | None:
+    """A shared lock on the block at ``path`` for as long as this process keeps the descriptor (or lives)."""
+    if fcntl is None or not path.exists():
+        return None
+    fd = os.open(path, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_SH)
+    return fd
+
+
 class SegmentRing:
     """The reading side: creates the block, lends slots' samples, takes slots back, unlinks the block.
 
@@ -110,6 +162,7 @@ class SegmentRing:
     ) -> None:
         if workers < 1 or slots_per_worker < 1 or slot_samples < 1:
             raise ValueError("a ring needs at least one worker, one slot each and one sample per slot")
+        remove_stale_blocks(shm_dir)
         self._free: list[Semaphore] = [ctx.Semaphore(slots_per_worker) for _ in range(workers)]
         name = f"{SHM_PREFIX}{os.getpid()}-{secrets.token_hex(6)}"
         self.layout = RingLayout(name, workers, slots_per_worker, slot_samples)
@@ -117,7 +170,9 @@ class SegmentRing:
             self._shm: SharedMemory | None = SharedMemory(name=name, create=True, size=self.layout.nbytes)
         except OSError as exc:
             raise RingUnavailable(exc.errno, f"cannot create {self.layout.nbytes} bytes of segment slots: {exc}") from exc
+        self._lock: int | None = None
         try:
+            self._lock = _hold(shm_dir / name)
             _reserve(self.layout, shm_dir)
             rows = np.ndarray((self.layout.slots, slot_samples), np.float32, buffer=self._shm.buf)
         except BaseException:
@@ -165,6 +220,9 @@ class SegmentRing:
             shm.unlink()
         except FileNotFoundError:
             pass
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
 
     def __enter__(self) -> SegmentRing:
         return self
@@ -238,4 +296,5 @@ class RingWriter:
 
 __all__ = [
     "MAX_SLOTS", "MIN_SLOTS", "RingLayout", "RingUnavailable", "ReaderGone", "RingWriter", "SegmentRing", "plan_slots",
+    "remove_stale_blocks",
 ]

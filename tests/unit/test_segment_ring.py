@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +16,7 @@ import pytest
 
 from catalogue_tagger.messages import SegmentShared
 from catalogue_tagger.segment_ring import (
-    MAX_SLOTS, MIN_SLOTS, SHM_DIR, ReaderGone, RingWriter, SegmentRing, plan_slots,
+    MAX_SLOTS, MIN_SLOTS, SHM_DIR, ReaderGone, RingWriter, SegmentRing, plan_slots, remove_stale_blocks,
 )
 
 pytestmark = pytest.mark.skipif(not SHM_DIR.is_dir(), reason="needs a POSIX shared-memory file system")
@@ -126,3 +130,34 @@ def test_plan_slots_fits_the_shared_memory_file_system(tmp_path: Path) -> None:
     assert plan_slots(1, WINDOW, wanted=10**6, shm_dir=tmp_path) == MAX_SLOTS  # capped: more only pins memory
     assert plan_slots(4, WINDOW, wanted=1, shm_dir=tmp_path) == MIN_SLOTS
     assert plan_slots(4, 10**15, wanted=64, shm_dir=tmp_path) == 0  # no room: the pool pickles instead
+
+
+_KILLED_READER = """
+import multiprocessing as mp, sys, time
+from catalogue_tagger.segment_ring import SegmentRing
+ring = SegmentRing(mp.get_context("spawn"), 1, 1000, 2)
+print(ring.layout.name, flush=True)
+time.sleep(60)
+"""
+
+
+def test_a_block_whose_reader_was_killed_with_its_tracker_is_removed_by_the_next_ring() -> None:
+    """SIGKILL to the reader's whole process group (its resource tracker too, as a container restart does) leaves
+    the block in /dev/shm; it is removed once old enough, while a live ring's block stays, however old."""
+    reader = subprocess.Popen([sys.executable, "-c", _KILLED_READER], stdout=subprocess.PIPE, text=True,
+                              start_new_session=True)
+    assert reader.stdout is not None
+    name = reader.stdout.readline().strip()
+    os.killpg(reader.pid, signal.SIGKILL)
+    reader.wait()
+    stale = SHM_DIR / name
+    assert stale.exists()  # nothing unlinked it
+    assert name not in remove_stale_blocks()  # too young to tell from a block being set up
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    with SegmentRing(mp.get_context("spawn"), 1, WINDOW, 2) as live:
+        os.utime(_block(live), (old, old))
+        assert name not in remove_stale_blocks()  # the new ring already removed it
+        assert not stale.exists()
+        assert _block(live).exists()  # held by this process: kept
+    assert not _block(live).exists()
