@@ -23,10 +23,10 @@ from threadpoolctl import threadpool_limits
 from catalogue_tagger.config import Settings
 from catalogue_tagger.decode import decode_stream
 from catalogue_tagger.errors import DecodeCrash, EmptyAudio, TaggerError, TooLarge, failure_of
-from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.messages import (
     Message, SegmentReady, SegmentShared, TrackDecoded, TrackFailed, TrackStarted, WorkerMessage,
 )
+from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.records import TrackTask
 from catalogue_tagger.segment_ring import ReaderGone, RingUnavailable, RingWriter, SegmentRing, plan_slots
 from catalogue_tagger.segment import Segmenter, Windowing
