@@ -114,7 +114,7 @@ def tag(
         counts = discover_objects(source, store, partition_key=partition_key) if discover else DiscoverCounts()
         if force:
             store.mark_pending(partition_key=partition_key, source=source.uri)
-        before = store.partition_status(partition_key) if partition_key else None
+        before = store.partition_status(partition_key, source.uri) if partition_key else None
         model_ids = {
             name: store.register_model(name, s.weights_sha256, s.labels, s.kind, s.embedding_size or None,
                                        settings.precision)

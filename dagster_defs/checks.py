@@ -8,7 +8,7 @@ from catalogue_tagger.config import DEFAULT_MAX_FAILURE_RATE
 
 from dagster_defs.assets import TRACK_TAGS
 from dagster_defs.partitions import PartitionScheme
-from dagster_defs.resources import PostgresResource
+from dagster_defs.resources import PostgresResource, SourceResource
 
 
 
@@ -30,11 +30,11 @@ def _build_checks(
         description="Every discovered track of the partition is tagged or has a recorded failure.",
     )
     def every_track_tagged_or_failed(
-        context: dg.AssetCheckExecutionContext, db: PostgresResource
+        context: dg.AssetCheckExecutionContext, source: SourceResource, db: PostgresResource
     ) -> dg.AssetCheckResult:
         day, _ = scheme.split(context.partition_key)
         with db.store() as store:
-            status = store.partition_status(day)
+            status = store.partition_status(day, source.uri)
         return dg.AssetCheckResult(
             passed=status["pending"] == 0, severity=dg.AssetCheckSeverity.ERROR, metadata=dict(status)
         )
@@ -58,11 +58,11 @@ def _build_checks(
         description=f"Failed tracks are at most {max_failure_rate:.0%} of the partition (warning).",
     )
     def failure_rate_below_threshold(
-        context: dg.AssetCheckExecutionContext, db: PostgresResource
+        context: dg.AssetCheckExecutionContext, source: SourceResource, db: PostgresResource
     ) -> dg.AssetCheckResult:
         day, _ = scheme.split(context.partition_key)
         with db.store() as store:
-            status = store.partition_status(day)
+            status = store.partition_status(day, source.uri)
         rate = status["failed"] / status["total"] if status["total"] else 0.0
         return dg.AssetCheckResult(
             passed=rate <= max_failure_rate,

@@ -33,6 +33,12 @@ class SourceResource(dg.ConfigurableResource):  # type: ignore[type-arg]
         source = open_source(self.url, s3_endpoint_url=self.s3_endpoint_url)
         return source if shard is None else ShardedSource(source, shard)
 
+    @property
+    def uri(self) -> str:
+        """The source's URI, the prefix of its tracks' URIs (one database may hold several sources' tracks)."""
+        with self.open() as source:
+            return source.uri
+
 
 class PostgresResource(dg.ConfigurableResource):  # type: ignore[type-arg]
     """The tags database; no URL means the embedded Postgres (under ``home``)."""

@@ -285,13 +285,14 @@ WITH released AS (
 UPDATE runs SET finished_at = now(), stats = CAST(:stats AS jsonb), status = :status WHERE run_id = :run_id;
 
 -- name: partition_status --
--- Track counts of a partition by status.
+-- Track counts of a partition by status; the source filter (a source's URI, NULL for all) keeps to its tracks.
 SELECT count(*) AS total,
        count(*) FILTER (WHERE status = 'tagged') AS tagged,
        count(*) FILTER (WHERE status = 'failed') AS failed,
        count(*) FILTER (WHERE status = 'pending') AS pending
 FROM tracks
-WHERE partition_key = :partition_key;
+WHERE partition_key = :partition_key
+  AND (CAST(:source AS text) IS NULL OR starts_with(uri, CAST(:source AS text)));
 
 -- name: tags_for_track --
 -- Current tags of one track (latest version of each model), best first.

@@ -403,9 +403,10 @@ class Store:
         with store_errors(name.replace("_", " ")), self.engine.connect() as conn:
             return list(conn.execute(queries()[name], dict(params or {})).all())
 
-    def partition_status(self, partition_key: str) -> dict[str, int]:
-        """Counts of a partition's tracks: ``total``, ``tagged``, ``failed``, ``pending``."""
-        row = self._all("partition_status", {"partition_key": partition_key})[0]
+    def partition_status(self, partition_key: str, source: str | None = None) -> dict[str, int]:
+        """Counts of a partition's tracks (under the source URI ``source`` when given): ``total``, ``tagged``,
+        ``failed``, ``pending``."""
+        row = self._all("partition_status", {"partition_key": partition_key, "source": source})[0]
         return {"total": row.total, "tagged": row.tagged, "failed": row.failed, "pending": row.pending}
 
     def tags_for_track(self, uri: str, model: str | None = None) -> list[dict[str, Any]]:

@@ -58,18 +58,25 @@ def test_partition_tags_exactly_its_tracks_and_rerun_is_a_no_op(make_defs: DefsF
     assert _metadata(again, "track_tags")["tracks_tagged"] == 0
 
 
-def test_checks_fail_when_a_track_is_left_untagged(make_defs: DefsFactory, fresh_database_url: str) -> None:
+def test_checks_fail_when_a_track_is_left_untagged(make_defs: DefsFactory, fresh_database_url: str,
+                                                  catalogue: Path) -> None:
+    """A pending track of the code location's source fails the check; one of another source in the same
+    database does not."""
     defs = make_defs()
     assert _run(defs, DAY_1).success
-
-    noon = datetime.fromisoformat(DAY_1).replace(hour=13, tzinfo=timezone.utc)
-    with Store.connect(fresh_database_url) as store:
-        store.record_objects([ObjectInfo("file:///nowhere/late.flac", "1-1", 1, noon)])  # pending, never tagged
-
-    # discovery again (the late object is not in the folder, so it stays pending) followed by the checks
     selection = dg.AssetSelection.assets("discovered_tracks") | dg.AssetSelection.checks_for_assets("track_tags")
     job = dg.define_asset_job("discover_and_check", selection=selection)
     defs = dg.Definitions.merge(defs, dg.Definitions(jobs=[job]))
+
+    noon = datetime.fromisoformat(DAY_1).replace(hour=13, tzinfo=timezone.utc)
+    with Store.connect(fresh_database_url) as store:
+        store.record_objects([ObjectInfo("file:///elsewhere/other.flac", "1-1", 1, noon)])  # another source's
+    checks = _checks(defs.resolve_job_def("discover_and_check").execute_in_process(partition_key=DAY_1))
+    assert checks["every_track_tagged_or_failed"] is True
+
+    with Store.connect(fresh_database_url) as store:  # pending, never tagged: listed once, then gone
+        store.record_objects([ObjectInfo((catalogue / "late.flac").as_uri(), "1-1", 1, noon)])
+    # discovery again (the late object is not in the folder, so it stays pending) followed by the checks
     result = defs.resolve_job_def("discover_and_check").execute_in_process(partition_key=DAY_1)
     checks = _checks(result)
     assert checks["every_track_tagged_or_failed"] is False
