@@ -133,7 +133,7 @@ def test_plan_slots_fits_the_shared_memory_file_system(tmp_path: Path) -> None:
 
 
 _KILLED_READER = """
-import multiprocessing as mp, sys, time
+import multiprocessing as mp, time
 from catalogue_tagger.segment_ring import SegmentRing
 ring = SegmentRing(mp.get_context("spawn"), 1, 1000, 2)
 print(ring.layout.name, flush=True)
