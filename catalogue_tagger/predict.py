@@ -8,9 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalogue_tagger.config import Settings
-from catalogue_tagger.decode_pool import DecodeOptions, decode_track, windowings_for
+from catalogue_tagger.decode_pool import decode_options, decode_track
 from catalogue_tagger.inference.base import open_backend
-from catalogue_tagger.models.specs import get_spec
 from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
 from catalogue_tagger.inference_loop import InferenceLoop
 from catalogue_tagger.sources import FolderStore
@@ -25,10 +24,9 @@ class Prediction:
 def predict_files(paths: Sequence[str | Path], settings: Settings) -> Iterator[Prediction]:
     """One :class:`Prediction` per file, in order; each file is decoded once for all ``settings.models``
     (``settings.keep_segments``: keep the taggram)."""
-    specs = {name: get_spec(name) for name in settings.models}
-    feed = DecodeOptions(windowings_for(specs), settings.max_duration_s, settings.max_bytes, settings.descriptors)
+    feed = decode_options(settings)  # an unknown model name raises here, before a backend opens
     with ExitStack() as stack:
-        backends = {name: stack.enter_context(open_backend(name, settings)) for name in specs}
+        backends = {name: stack.enter_context(open_backend(name, settings)) for name in settings.models}
         for track_id, raw in enumerate(paths):
             path = Path(raw).absolute()
             loop = InferenceLoop(backends, settings.batch_size, keep_segments=settings.keep_segments)
