@@ -6,6 +6,7 @@ Layer for layer the network of ``musicnn/models.py`` (0.1.0) in inference mode. 
 
 from __future__ import annotations
 
+import threading
 from typing import cast
 
 import numpy as np
@@ -59,6 +60,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     - otherwise, and under a bf16 autocast: :func:`_max_over_mel_of_tiles`, an im2col GEMM per tile, which only
       the GEMMs' summation order distinguishes from ``conv2d``.
 
+    Outside autograd, each tile's im2col and products go to work buffers the thread reuses (:func:`_scratch`).
     Under a CPU autocast (bf16) every tile's product is bfloat16 (AMX / AVX512-BF16): the input and the kernel
     are cast once here rather than by autocast at each of the ~100 GEMMs per segment, where the casts cost as
     much as the products. Casting is elementwise, so the im2col of the cast input is the cast of the im2col:
@@ -95,6 +97,28 @@ def _tile_frames(x: torch.Tensor) -> int:
     return CPU_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
 
 
+_SCRATCH = threading.local()
+
+
+def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """A work buffer of ``shape`` that this thread reuses from call to call (its contents are whatever the
+    last call left). The front end's per-tile products are megabytes each; taken fresh for every tile, they
+    cycle through new memory (page faults, cold cache lines), and fresh buffers made the F(4, 7) branches 20-30 %
+    slower than reused ones (one thread, AVX2). With autograd recording, a fresh tensor (``out=`` is not
+    differentiable)."""
+    size = 1
+    for extent in shape:
+        size *= extent
+    if torch.is_grad_enabled():
+        return torch.empty(shape, dtype=dtype)
+    key = (name, dtype, torch.is_inference_mode_enabled())
+    pool: dict[tuple[str, torch.dtype, bool], torch.Tensor] = _SCRATCH.__dict__.setdefault("pool", {})
+    buffer = pool.get(key)
+    if buffer is None or buffer.numel() < size:
+        buffer = pool[key] = torch.empty(size, dtype=dtype)
+    return buffer[:size].view(shape)
+
+
 def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: int) -> torch.Tensor:
     """The float32 ``kt × km`` kernel by Winograd's F(m, kt) along time (m = :data:`WINOGRAD_FRAMES`): each run
     of ``m + kt - 1`` input frames is transformed (``B^T``, on the ``[time, mel]`` input before its mel positions
@@ -115,14 +139,18 @@ def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: i
     out = torch.empty(n, t_out, channels, dtype=torch.float32)
     for i in range(n):
         transformed = input_transform(F.pad(x[i, 0], (0, 0, 0, padding)), m, kt)  # [points, runs, mel]
-        rows = transformed.unfold(2, km, 1).reshape(points, runs * m_out, km)
+        positions = transformed.unfold(2, km, 1)  # view [points, runs, m_out, km]
         for r0 in range(0, runs, WINOGRAD_TILES):
             tiles = min(WINOGRAD_TILES, runs - r0)
-            products = torch.bmm(rows[:, r0 * m_out : (r0 + tiles) * m_out], kernels)  # [points, tiles × m_out, C]
-            frames_out = torch.mm(a_t, products.view(points, -1)).view(m, tiles, m_out, channels).amax(dim=2)
+            rows = _scratch("rows", (points, tiles, m_out, km))
+            rows.copy_(positions[:, r0 : r0 + tiles])  # this tile's im2col
+            products = torch.bmm(rows.view(points, tiles * m_out, km), kernels,
+                                 out=_scratch("products", (points, tiles * m_out, channels)))
+            frames_out = torch.mm(a_t, products.view(points, -1), out=_scratch("combined", (m, products[0].numel())))
+            maxed = frames_out.view(m, tiles, m_out, channels).amax(dim=2)
             f0 = r0 * m
             f1 = min(t_out, f0 + m * tiles)
-            out[i, f0:f1] = frames_out.transpose(0, 1).reshape(m * tiles, channels)[: f1 - f0]
+            out[i, f0:f1] = maxed.transpose(0, 1).reshape(m * tiles, channels)[: f1 - f0]
     return out.transpose(1, 2)
 
 
@@ -149,14 +177,17 @@ def _max_over_mel_of_time_kernel_winograd(x: torch.Tensor, weight: torch.Tensor,
         transformed = input_transform(F.pad(x[i, 0], (0, 0, 0, padding)), m, r).contiguous()  # [points, windows, mel]
         for p0 in range(0, runs, TEMPORAL_WINOGRAD_TILES):
             tiles = min(TEMPORAL_WINOGRAD_TILES, runs - p0)
+            width = tiles * n_mel
             # row c of GEMM j: the transformed runs p0 + c ... p0 + c + tiles - 1 (overlapping views, one copy)
-            rows = transformed.as_strided((points, chunks, tiles * n_mel), (windows * n_mel, n_mel, 1),
-                                          transformed.storage_offset() + p0 * n_mel).contiguous()
-            products = torch.bmm(kernels, rows)  # [points, C, tiles × mel]
-            frames_out = torch.mm(a_t, products.view(points, -1)).view(m, channels, tiles, n_mel).amax(dim=3)
+            rows = _scratch("rows", (points, chunks, width))
+            rows.copy_(transformed.as_strided((points, chunks, width), (windows * n_mel, n_mel, 1),
+                                              transformed.storage_offset() + p0 * n_mel))
+            products = torch.bmm(kernels, rows, out=_scratch("products", (points, channels, width)))
+            frames_out = torch.mm(a_t, products.view(points, -1), out=_scratch("combined", (m, channels * width)))
+            maxed = frames_out.view(m, channels, tiles, n_mel).amax(dim=3)
             f0 = p0 * m
             f1 = min(t_out, f0 + m * tiles)
-            out[i, :, f0:f1] = frames_out.permute(1, 2, 0).reshape(channels, m * tiles)[:, : f1 - f0]
+            out[i, :, f0:f1] = maxed.permute(1, 2, 0).reshape(channels, m * tiles)[:, : f1 - f0]
     return out
 
 
@@ -213,7 +244,8 @@ def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int)
         for t0 in range(0, t_out, step):
             tile = rows[:, t0 : t0 + step]
             frames = tile.shape[1]
-            product = torch.mm(kernel, tile.reshape(kt, frames * n_mel))  # [C, frames x mel]
+            product = torch.mm(kernel, tile.reshape(kt, frames * n_mel),
+                               out=_scratch("products", (channels, frames * n_mel), x.dtype))  # [C, frames x mel]
             out[i, :, t0 : t0 + frames] = product.view(channels, frames, n_mel).float().amax(dim=2)
     return out
 

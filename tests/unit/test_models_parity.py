@@ -175,6 +175,9 @@ def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> No
     assert tiled.shape == expected.shape == (3, channels, 187)
     # |y| up to ~10: float32 conv2d is within 6e-6 of float64 here, Winograd's products within 7e-5 (1e-5 relative)
     assert max_abs(tiled.numpy(), exact.numpy()) <= (1e-4 if km > 1 else 1e-5)
+    # inference reuses each thread's work buffers (from the other kernels' runs too): the same values, to the bit
+    with torch.inference_mode():
+        assert all(torch.equal(conv_max_over_mel(x, weight, bias), tiled) for _ in range(2))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         reduced = conv_max_over_mel(x, weight, bias)
     assert reduced.dtype == torch.float32
