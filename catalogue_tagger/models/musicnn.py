@@ -34,13 +34,15 @@ CPU_TILE_FRAMES = 16
 CPU_TILE_FRAMES_BF16 = 48
 
 # The float32 timbral kernels (7 frames) run as Winograd's F(m, 7) along time (catalogue_tagger.models.winograd):
-# m = 4 output frames from 10 products instead of 28.
-WINOGRAD_FRAMES = 4
-# Runs of WINOGRAD_FRAMES per GEMM: their products (10 x runs x mel positions x filters) are reduced while in cache.
-WINOGRAD_TILES = 4
+# m = 6 output frames from 12 products instead of 42 (F(4, 7), 10 for 28, ran the network 5-8 % slower on AVX2).
+WINOGRAD_FRAMES = 6
+# Output rows (runs x mel positions) per GEMM: their products (12 x rows x filters) are combined and reduced over
+# mel right away; ~180 rows ran fastest for both kernels (AVX2, one thread).
+WINOGRAD_ROWS = 180
 # The float32 temporal kernels of 64 frames and more run as sums of F(4, 4) over chunks of 4 frames (7 products
 # for 16); shorter ones run faster as plain GEMMs. Runs per GEMM:
 TEMPORAL_WINOGRAD_MIN = 64
+TEMPORAL_WINOGRAD_FRAMES = 4
 TEMPORAL_WINOGRAD_TILES = 16
 
 
@@ -55,8 +57,8 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     - ``k × 1`` (the temporal branches): :func:`_max_over_mel_of_time_kernel`, GEMMs over whole frames; in
       float32, kernels of 64 frames and more as sums of F(4, 4) (:func:`_max_over_mel_of_time_kernel_winograd`);
     - ``7 × k`` in float32 (the timbral branches, 90 % of the front end's products):
-      :func:`_max_over_mel_winograd`, Winograd's F(4, 7) along time, 10 products where the convolution has 28
-      (about twice as fast; within 1e-5 relative of float64, musicnn's probabilities move by under 1e-6);
+      :func:`_max_over_mel_winograd`, Winograd's F(6, 7) along time, 12 products where the convolution has 42
+      (2.5 times as fast; about 1e-5 relative of float64, musicnn's probabilities move by under 1e-6);
     - otherwise, and under a bf16 autocast: :func:`_max_over_mel_of_tiles`, an im2col GEMM per tile, which only
       the GEMMs' summation order distinguishes from ``conv2d``.
 
@@ -74,7 +76,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if torch.is_autocast_enabled("cpu"):
         operands = _autocast_operands(x, kernel)
         maxed = _max_over_mel_of_time_kernel(*operands, kt) if km == 1 else _max_over_mel_of_tiles(*operands, kt, km)
-    elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % WINOGRAD_FRAMES == 0:  # musicnn's temporal 64 and 128
+    elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % TEMPORAL_WINOGRAD_FRAMES == 0:  # musicnn's temporal 64 and 128
         maxed = _max_over_mel_of_time_kernel_winograd(x, weight, kt)
     elif km == 1:
         maxed = _max_over_mel_of_time_kernel(x, kernel, kt)
@@ -103,7 +105,7 @@ _SCRATCH = threading.local()
 def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """A work buffer of ``shape`` that this thread reuses from call to call (its contents are whatever the
     last call left). The front end's per-tile products are megabytes each; taken fresh for every tile, they
-    cycle through new memory (page faults, cold cache lines), and fresh buffers made the F(4, 7) branches 20-30 %
+    cycle through new memory (page faults, cold cache lines), and fresh buffers made the Winograd branches 20-30 %
     slower than reused ones (one thread, AVX2). With autograd recording, a fresh tensor (``out=`` is not
     differentiable)."""
     size = 1
@@ -124,9 +126,11 @@ def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: i
     of ``m + kt - 1`` input frames is transformed (``B^T``, on the ``[time, mel]`` input before its mel positions
     are unfolded), the ``m + kt - 1`` transformed kernels (``G``, once) multiply it as that many GEMMs of
     ``K = km``, and ``A^T`` turns their products into ``m`` output frames, reduced over mel while in cache. For
-    the 7 × 38 and 7 × 67 kernels that is 10 GEMM products where direct convolution has 28 (one thread, AVX2,
-    32 segments: 0.61 s for both branches against 1.1 s by the float32 GEMM tiles this replaced). Error: within
-    1e-5 relative of float64 (direct float32: ~1e-6); musicnn's output probabilities move by under 1e-6."""
+    the 7 × 38 and 7 × 67 kernels and m = 6 that is 12 GEMM products where direct convolution has 42 (one
+    thread, AVX2, 32 segments: F(4, 7) took 0.61 s for both branches against 1.1 s by the float32 GEMM tiles it
+    replaced; F(6, 7) runs the whole network 5-8 % faster again). Error: about 1e-5 relative of float64 (random
+    inputs, |y| up to 8.4: 8e-5 for F(6, 7), 5e-5 for F(4, 7), ~6e-6 direct); musicnn's output probabilities
+    move by under 1e-6."""
     n, _, t_in, n_mel = x.shape
     channels = weight.shape[0]
     m = WINOGRAD_FRAMES
@@ -136,12 +140,13 @@ def _max_over_mel_winograd(x: torch.Tensor, weight: torch.Tensor, kt: int, km: i
     a_t, _, _ = winograd_matrices(m, kt)
     kernels = transformed_kernels(weight[:, 0].transpose(1, 2), m)  # [points, km, C]
     padding = runs * m + kt - 1 - t_in
+    step = max(1, WINOGRAD_ROWS // m_out)  # runs per GEMM
     out = torch.empty(n, t_out, channels, dtype=torch.float32)
     for i in range(n):
         transformed = input_transform(F.pad(x[i, 0], (0, 0, 0, padding)), m, kt)  # [points, runs, mel]
         positions = transformed.unfold(2, km, 1)  # view [points, runs, m_out, km]
-        for r0 in range(0, runs, WINOGRAD_TILES):
-            tiles = min(WINOGRAD_TILES, runs - r0)
+        for r0 in range(0, runs, step):
+            tiles = min(step, runs - r0)
             rows = _scratch("rows", (points, tiles, m_out, km))
             rows.copy_(positions[:, r0 : r0 + tiles])  # this tile's im2col
             products = torch.bmm(rows.view(points, tiles * m_out, km), kernels,
@@ -164,7 +169,7 @@ def _max_over_mel_of_time_kernel_winograd(x: torch.Tensor, weight: torch.Tensor,
     within 1e-6 of float64, as the plain GEMMs)."""
     n, _, t_in, n_mel = x.shape
     channels = weight.shape[0]
-    m = r = WINOGRAD_FRAMES
+    m = r = TEMPORAL_WINOGRAD_FRAMES
     points, chunks = m + r - 1, kt // r
     t_out = t_in - kt + 1
     runs = -(-t_out // m)

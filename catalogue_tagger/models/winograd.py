@@ -1,6 +1,6 @@
 """Winograd's minimal filtering along one axis: F(m, r) computes ``m`` outputs of an ``r``-tap correlation from
 ``m + r - 1`` products instead of ``m r`` (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
-2016). The CPU inference paths of musicnn's timbral branches (F(4, 7) along time) and of SampleCNN's 3-tap
+2016). The CPU inference paths of musicnn's timbral branches (F(6, 7) along time) and of SampleCNN's 3-tap
 convolutions (F(4, 3)) multiply by it; exports and CUDA keep the plain convolutions.
 
     a_t, g, b_t = winograd_matrices(4, 3)
@@ -17,9 +17,11 @@ import torch
 
 #: The finite interpolation points, in the order they are used (F(m, r) takes the first ``m + r - 2`` and
 #: infinity). They are the usual small ones; ±3/2 rather than ±3 halves the float32 error of F(4, 7) (random
-#: inputs, a 7 x 38 kernel, |y| ~ 10: 4e-5 against 9e-5; direct float32 6e-6).
+#: inputs, a 7 x 38 kernel, |y| ~ 10: 4e-5 against 9e-5; direct float32 6e-6). F(6, 7) adds ±3/4 (8e-5): ±2/3
+#: did a little better (7e-5) but is not a binary fraction, so its matrices would be rounded in float32; ±1/4
+#: gave 1.8e-4, ±3 or ±4/3 4e-4. Every point is a binary fraction: A^T and B^T are exact in float32.
 POINTS = (Fraction(0), Fraction(1), Fraction(-1), Fraction(2), Fraction(-2), Fraction(1, 2), Fraction(-1, 2),
-          Fraction(3, 2), Fraction(-3, 2))
+          Fraction(3, 2), Fraction(-3, 2), Fraction(3, 4), Fraction(-3, 4))
 
 
 @functools.lru_cache(maxsize=8)

@@ -146,7 +146,7 @@ def test_silence_and_noise_give_finite_outputs(name: str) -> None:
     assert ((probs >= 0) & (probs <= 1)).all()
 
 
-@pytest.mark.parametrize(("m", "r"), [(2, 7), (4, 7), (4, 3)])
+@pytest.mark.parametrize(("m", "r"), [(2, 7), (4, 7), (6, 7), (4, 3), (4, 4)])
 def test_winograd_matrices_compute_the_correlation(m: int, r: int) -> None:
     """F(m, r) built from its points computes ``y[i] = sum_k g[k] d[i + k]`` exactly (float64 rounding)."""
     a_t, g, b_t = winograd_matrices(m, r)
@@ -160,7 +160,7 @@ def test_winograd_matrices_compute_the_correlation(m: int, r: int) -> None:
 
 @pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (64, 1, 51), (32, 1, 51)])
 def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> None:
-    """musicnn's CPU front end (the timbral ``7 × k`` kernels by Winograd's F(4, 7) along time, the temporal
+    """musicnn's CPU front end (the timbral ``7 × k`` kernels by Winograd's F(6, 7) along time, the temporal
     ``k × 1`` kernels by sums of F(4, 4) from 64 frames and as tiled GEMMs in their own layout below, each reduced
     over mel in cache) is ``amax(conv2d)`` to float32 rounding, and under a bf16 autocast (tiled GEMMs) to
     bfloat16 rounding."""
@@ -173,8 +173,9 @@ def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> No
     expected = torch.nn.functional.conv2d(x, weight, bias).amax(dim=3)
     tiled = conv_max_over_mel(x, weight, bias)
     assert tiled.shape == expected.shape == (3, channels, 187)
-    # |y| up to ~10: float32 conv2d is within 6e-6 of float64 here, Winograd's products within 7e-5 (1e-5 relative)
-    assert max_abs(tiled.numpy(), exact.numpy()) <= (1e-4 if km > 1 else 1e-5)
+    # |y| up to ~10: float32 conv2d is within 6e-6 of float64 here, F(6, 7)'s products within 1.3e-4 (~1.3e-5
+    # relative; musicnn's logits stay within 1.4e-5 of the TensorFlow reference, as with F(4, 7))
+    assert max_abs(tiled.numpy(), exact.numpy()) <= (2e-4 if km > 1 else 1e-5)
     # inference reuses each thread's work buffers (from the other kernels' runs too): the same values, to the bit
     with torch.inference_mode():
         assert all(torch.equal(conv_max_over_mel(x, weight, bias), tiled) for _ in range(2))
