@@ -61,7 +61,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
       float32, kernels of 64 frames and more as sums of F(4, 4) (:func:`_max_over_mel_of_time_kernel_winograd`);
     - ``7 × k`` in float32 (the timbral branches, 90 % of the front end's products):
       :func:`_max_over_mel_winograd`, Winograd's F(6, 7) along time, 12 products where the convolution has 42
-      (2.5 times as fast; about 1e-5 relative of float64, musicnn's probabilities move by under 1e-6);
+      (3.5 times fewer; about 1e-5 relative of float64, musicnn's probabilities move by under 1e-6);
     - otherwise, and under a bf16 autocast: :func:`_max_over_mel_of_tiles`, an im2col GEMM per tile, which only
       the GEMMs' summation order distinguishes from ``conv2d``.
 
@@ -79,7 +79,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     if torch.is_autocast_enabled("cpu"):
         operands = _autocast_operands(x, kernel)
         maxed = _max_over_mel_of_time_kernel(*operands, kt) if km == 1 else _max_over_mel_of_tiles(*operands, kt, km)
-    elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % TEMPORAL_WINOGRAD_FRAMES == 0:  # musicnn's temporal 64 and 128
+    elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % TEMPORAL_WINOGRAD_FRAMES == 0:  # temporal 64 and 128
         maxed = _max_over_mel_of_time_kernel_winograd(x, weight, kt)
     elif km == 1:
         maxed = _max_over_mel_of_time_kernel(x, kernel, kt)
