@@ -6,6 +6,7 @@ Layer for layer the network of ``musicnn/models.py`` (0.1.0) in inference mode. 
 
 from __future__ import annotations
 
+import math
 import threading
 from typing import cast
 
@@ -98,8 +99,8 @@ def _autocast_operands(x: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Ten
     return x.to(low), kernel.to(low)
 
 
-def _tile_frames(x: torch.Tensor) -> int:
-    return CPU_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
+def _tile_frames(x: torch.Tensor, float32_frames: int = CPU_TILE_FRAMES) -> int:
+    return float32_frames if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
 
 
 _SCRATCH = threading.local()
@@ -111,9 +112,7 @@ def _scratch(name: str, shape: tuple[int, ...], dtype: torch.dtype = torch.float
     cycle through new memory (page faults, cold cache lines), and fresh buffers made the Winograd branches 20-30 %
     slower than reused ones (one thread, AVX2). With autograd recording, a fresh tensor (``out=`` is not
     differentiable)."""
-    size = 1
-    for extent in shape:
-        size *= extent
+    size = math.prod(shape)
     if torch.is_grad_enabled():
         return torch.empty(shape, dtype=dtype)
     key = (name, dtype, torch.is_inference_mode_enabled())
@@ -246,7 +245,7 @@ def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int)
     channels = kernel.shape[0]
     t_out = t_in - kt + 1
     out = torch.empty(n, channels, t_out, dtype=torch.float32)
-    step = CPU_TIME_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
+    step = _tile_frames(x, CPU_TIME_TILE_FRAMES)
     for i in range(n):
         rows = x[i, 0].unfold(0, kt, 1).permute(2, 0, 1)  # view [kt, t_out, mel]
         for t0 in range(0, t_out, step):
