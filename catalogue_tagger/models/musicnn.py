@@ -30,9 +30,12 @@ TIMBRAL_KERNELS = ((7, int(0.4 * N_MELS)), (7, int(0.7 * N_MELS)))
 # Output frames per tile of the CPU front end: the tile's conv output (frames x mel x filters, ~0.8 MB for a
 # 7x38 kernel) stays in the core's cache between the GEMM that writes it and the max that reads it.
 CPU_TILE_FRAMES = 16
-# ... and in bfloat16, whose values take half the bytes and whose AMX products gain from taller tiles: 48 frames
-# ran 12 % faster than 16 on an AMX CPU (inference only, 2 threads: 160-170 -> 183 segments/s).
-CPU_TILE_FRAMES_BF16 = 48
+# ... and in bfloat16, whose values take half the bytes and whose AMX products gain from taller GEMMs: a whole
+# segment (187 frames) per GEMM ran 6 % faster than 48 frames (AMX CPU, one thread: 142 against 152 segments/s).
+CPU_TILE_FRAMES_BF16 = 192
+# bfloat16 GEMMs pad K (the im2col width) to a multiple of this: AMX multiplies bfloat16 in steps of 32 along K,
+# and K = 288 ran faster than K = 266 (the 7 x 38 kernel's own width) on an AMX CPU.
+BF16_K_MULTIPLE = 32
 # ... and for the float32 temporal kernels' plain GEMMs (musicnn's 32 frames), whose products are [filters, frames
 # x mel]: 48-96 frames ran 22-26 % faster than 16 (AVX2, one thread, 24 segments: 39.8 against 29.4-31.1 ms).
 CPU_TIME_TILE_FRAMES = 64
@@ -58,12 +61,12 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     64 segments of the larger timbral conv) never exists. The max is exact and the bias commutes with it (rounding
     is monotone). Exports (ONNX, TensorRT) and CUDA keep ``conv2d`` + ``ReduceMax``. By kernel and precision:
 
-    - ``k × 1`` (the temporal branches): :func:`_max_over_mel_of_time_kernel`, GEMMs over whole frames; in
-      float32, kernels of 64 frames and more as sums of F(4, 4) (:func:`_max_over_mel_of_time_kernel_winograd`);
+    - ``k × 1`` in float32 (the temporal branches): :func:`_max_over_mel_of_time_kernel`, GEMMs over whole
+      frames; kernels of 64 frames and more as sums of F(4, 4) (:func:`_max_over_mel_of_time_kernel_winograd`);
     - ``7 × k`` in float32 (the timbral branches, 90 % of the front end's products):
       :func:`_max_over_mel_winograd`, Winograd's F(6, 7) along time, 12 products where the convolution has 42
       (3.5 times fewer; about 1e-5 relative of float64, musicnn's probabilities move by under 1e-6);
-    - otherwise, and under a bf16 autocast: :func:`_max_over_mel_of_tiles`, an im2col GEMM per tile, which only
+    - otherwise, and every kernel under a bf16 autocast: :func:`_max_over_mel_of_tiles`, im2col GEMMs, which only
       the GEMMs' summation order distinguishes from ``conv2d``.
 
     Outside autograd, each tile's im2col and products go to work buffers the thread reuses (:func:`_scratch`).
@@ -79,7 +82,7 @@ def conv_max_over_mel(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     kernel = weight.reshape(channels, kt * km)  # [C, kt * km], columns in im2col order
     if torch.is_autocast_enabled("cpu"):
         operands = _autocast_operands(x, kernel)
-        maxed = _max_over_mel_of_time_kernel(*operands, kt) if km == 1 else _max_over_mel_of_tiles(*operands, kt, km)
+        maxed = _max_over_mel_of_tiles(*operands, kt, km)
     elif km == 1 and kt >= TEMPORAL_WINOGRAD_MIN and kt % TEMPORAL_WINOGRAD_FRAMES == 0:  # temporal 64 and 128
         maxed = _max_over_mel_of_time_kernel_winograd(x, weight, kt)
     elif km == 1:
@@ -199,20 +202,38 @@ def _max_over_mel_of_time_kernel_winograd(x: torch.Tensor, weight: torch.Tensor,
 
 
 def _max_over_mel_of_tiles(x: torch.Tensor, kernel: torch.Tensor, kt: int, km: int) -> torch.Tensor:
-    """A ``kt × km`` kernel: im2col rows are (frame, mel position) and the product is ``[positions, C]``; its max
-    over mel runs across rows, with the C filters contiguous."""
+    """A ``kt × km`` kernel by im2col GEMMs whose rows are (mel position, frame) and whose products are
+    ``[positions, frames, C]``, reduced over mel across whole ``[frames, C]`` planes.
+
+    Each segment is unfolded over mel once, mel position first: ``U[m, t, b] = x[t, m + b]``. The im2col row of
+    output ``(m, t)`` is then the ``kt · km`` consecutive values of ``U`` from ``[m, t, 0]`` (the window's ``kt``
+    frames of ``km`` bins, one after another), so a tile's im2col copies runs of ``kt · km`` contiguous values; the
+    layout of rows (frame, mel position) copied runs of ``km``, and that copy took 70 % as long as the bfloat16
+    GEMM of the 7 x 38 branch on an AMX CPU. In bfloat16, K is padded to a multiple of :data:`BF16_K_MULTIPLE` by
+    zero kernel rows (K = 288 ran faster than K = 266): a padded row reads the finite values that follow it in
+    ``U``, times zero."""
     n, _, t_in, n_mel = x.shape
     channels = kernel.shape[0]
     t_out, m_out = t_in - kt + 1, n_mel - km + 1
-    kernel = kernel.t().contiguous()  # [kt * km, C]
+    taps = kt * km
+    width = -(-taps // BF16_K_MULTIPLE) * BF16_K_MULTIPLE if x.dtype == torch.bfloat16 else taps
+    weights = kernel.new_zeros(width, channels)
+    weights[:taps] = kernel.t()
+    plane = t_in * km  # values of U per mel position
+    unfolded = _scratch("tiles.unfolded", (m_out * plane + width - taps,), x.dtype)
+    unfolded[m_out * plane :].zero_()  # what the last rows' padding reads
     out = torch.empty(n, t_out, channels, dtype=torch.float32)
     step = _tile_frames(x)
     for i in range(n):
-        patches = x[i, 0].unfold(0, kt, 1).unfold(1, km, 1)  # view [t_out, m_out, kt, km]
+        unfolded[: m_out * plane].view(m_out, t_in, km).copy_(x[i, 0].unfold(1, km, 1).permute(1, 0, 2))
         for t0 in range(0, t_out, step):
-            tile = patches[t0 : t0 + step].reshape(-1, kt * km)  # im2col copy of one tile
-            product = torch.mm(tile, kernel)  # bfloat16 under a bf16 autocast: the max is taken in it, then widened
-            out[i, t0 : t0 + step] = _max_over(product.view(-1, m_out, channels), dim=1)
+            frames = min(step, t_out - t0)
+            rows = unfolded[t0 * km :].as_strided((m_out, frames, width), (plane, km, 1))  # overlapping rows
+            tile = _scratch("tiles.im2col", (m_out, frames, width), x.dtype)
+            tile.copy_(rows)
+            product = torch.mm(tile.view(-1, width), weights,
+                               out=_scratch("tiles.products", (m_out * frames, channels), x.dtype))
+            out[i, t0 : t0 + frames] = _max_over(product.view(m_out, frames, channels), dim=0)
     return out.transpose(1, 2)
 
 
@@ -238,9 +259,8 @@ def _max_over(values: torch.Tensor, dim: int) -> torch.Tensor:
 def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int) -> torch.Tensor:
     """A ``kt × 1`` kernel (musicnn's temporal branches): the tile's im2col is ``kt`` rows of consecutive whole
     frames (``[kt, frames × mel]``, copied a frame at a time), the product ``[C, frames × mel]``, and its max over
-    mel is a reduction over contiguous memory: twice as fast as the layout of :func:`_max_over_mel_of_tiles` for
-    these 51 filters. The max runs in float32 (a bfloat16 product is widened first, exactly; torch's bfloat16
-    reduction over the last axis is several times slower than widening and reducing)."""
+    mel is a reduction over contiguous memory: in float32 on an AVX2 CPU, twice as fast for these 51 filters as
+    the (frame, mel position) rows :func:`_max_over_mel_of_tiles` had then."""
     n, _, t_in, n_mel = x.shape
     channels = kernel.shape[0]
     t_out = t_in - kt + 1

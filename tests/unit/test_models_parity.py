@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from catalogue_tagger.models import musicnn
 from catalogue_tagger.models.frontend import LogMel
 from catalogue_tagger.models.musicnn import _max_over, conv_max_over_mel
 from catalogue_tagger.models.winograd import winograd_matrices
@@ -158,12 +159,12 @@ def test_winograd_matrices_compute_the_correlation(m: int, r: int) -> None:
     assert max_abs(y, np.correlate(frames, kernel, mode="valid")) <= 1e-12
 
 
-@pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (64, 1, 51), (32, 1, 51)])
+@pytest.mark.parametrize("kernel", [(7, 38, 204), (7, 67, 204), (128, 1, 51), (64, 1, 51), (32, 1, 51), (9, 5, 16)])
 def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> None:
     """musicnn's CPU front end (the timbral ``7 × k`` kernels by Winograd's F(6, 7) along time, the temporal
     ``k × 1`` kernels by sums of F(4, 4) from 64 frames and as tiled GEMMs in their own layout below, each reduced
-    over mel in cache) is ``amax(conv2d)`` to float32 rounding, and under a bf16 autocast (tiled GEMMs) to
-    bfloat16 rounding."""
+    over mel in cache; other kernels, 9 x 5 here, by im2col GEMMs) is ``amax(conv2d)`` to float32 rounding, and
+    under a bf16 autocast (im2col GEMMs, K padded with zero weights) to bfloat16 rounding."""
     kt, km, channels = kernel
     generator = torch.Generator().manual_seed(kt * km)
     x = torch.randn(3, 1, 187 + kt - 1, 96, generator=generator)
@@ -185,6 +186,12 @@ def test_tiled_front_end_equals_conv_and_max(kernel: tuple[int, int, int]) -> No
     # bfloat16 keeps 8 bits of mantissa: products of these sizes (|y| up to ~10) land within 2^-7 relative
     assert max_abs(reduced.numpy(), expected.numpy()) <= 0.1
     assert max_abs(reduced.numpy(), expected.numpy()) > 0  # it really ran in bfloat16
+    # stale work buffers never reach a result: the padded rows read only zeroed or freshly unfolded values
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(2):
+            for name, buffer in musicnn._SCRATCH.__dict__.get("pool", {}).items():
+                buffer.fill_(float("nan"))
+            assert torch.equal(conv_max_over_mel(x, weight, bias), reduced)
 
 
 def test_bfloat16_max_from_int16_bits_is_the_float_max() -> None:
