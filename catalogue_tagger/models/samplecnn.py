@@ -59,7 +59,10 @@ class SampleCnnNet(nn.Module):
         self.projection = nn.Linear(EMBEDDING_SIZE, projection_size) if projection_size else None
 
     def embed(self, wave: torch.Tensor) -> torch.Tensor:
-        """The pooled 512-d feature of each window, ``[B, 512]`` (time axis is 1 after the last pool)."""
+        """The pooled 512-d feature of each window, ``[B, 512]`` (time axis is 1 after the last pool). Training on
+        a CPU computes it channels-last (:func:`train_features_channels_last`)."""
+        if self.training and wave.device.type == "cpu" and isinstance(self.features, nn.Sequential):
+            return train_features_channels_last(self.features, wave)
         features: torch.Tensor = self.features(wave.unsqueeze(1))
         return features.flatten(1)
 
@@ -67,6 +70,63 @@ class SampleCnnNet(nn.Module):
         features = self.embed(wave)
         logits = self.output(self.dropout(features))
         return logits, self.projection(features) if self.projection is not None else features
+
+
+def train_features_channels_last(features: nn.Sequential, wave: torch.Tensor) -> torch.Tensor:
+    """``features(wave.unsqueeze(1)).flatten(1)`` of the training network (BN layers in training mode), computed on
+    ``[N, length, channels]`` activations: the same layers, parameters and batch statistics, about twice as fast
+    to train on a CPU.
+
+    On ``[N, C, L]`` tensors oneDNN reorders every convolution's input and output to channels-last and back (in a
+    bf16 training step on an AMX CPU the reorders took 30 % of the time, the first block's 128 x 19683 activations
+    most of it). Here the first layer is a matrix product of the wave seen as ``[N, 19683, 3]``; each 3-tap
+    convolution a ``Conv2d`` over a channels-last ``[N, C, 1, L]`` view; each BN layer runs on the activations seen
+    as ``[N x L, C]`` rows (its own forward: the same statistics over batch and time, the same running-statistics
+    updates); each max-pool is a ``max_pool2d`` over the same view, taken before its ReLU (they commute), which then
+    touches a third of the values. Results match the ``[N, C, L]`` network to float rounding (the statistics sum
+    in another order); a max-pool's gradient goes to one element of each window, as ``MaxPool1d``'s does.
+    """
+    layers = list(features)
+    n = wave.shape[0]
+    y = wave.unsqueeze(2)  # [N, samples, 1]
+    i = 0
+    while i < len(layers):
+        layer = layers[i]
+        if isinstance(layer, nn.Conv1d):
+            y = _conv_channels_last(layer, y)
+        elif isinstance(layer, nn.BatchNorm1d):
+            y = layer(y.reshape(-1, y.shape[2])).view(y.shape)
+        elif isinstance(layer, nn.ReLU) and i + 1 < len(layers) and isinstance(layers[i + 1], nn.MaxPool1d):
+            y = _max_pool_channels_last(cast(nn.MaxPool1d, layers[i + 1]), y).relu()
+            i += 1
+        elif isinstance(layer, nn.ReLU):
+            y = y.relu()
+        elif isinstance(layer, nn.MaxPool1d):
+            y = _max_pool_channels_last(layer, y)
+        else:
+            raise ValueError(f"train_features_channels_last: unexpected layer {layer}")
+        i += 1
+    return y.reshape(n, -1) if y.shape[1] == 1 else y.transpose(1, 2).reshape(n, -1)
+
+
+def _conv_channels_last(conv: nn.Conv1d, y: torch.Tensor) -> torch.Tensor:
+    """``conv`` of ``y[N, L, C_in]`` -> ``[N, L_out, C_out]``."""
+    n, length, c_in = y.shape
+    kernel, stride, padding = int(conv.kernel_size[0]), int(conv.stride[0]), int(cast(tuple[int], conv.padding)[0])
+    if c_in == 1 and kernel == stride and padding == 0:  # the first layer: frames of the wave times the kernel
+        frames = length // kernel
+        return F.linear(y[:, : frames * kernel].reshape(n, frames, kernel), conv.weight.reshape(-1, kernel), conv.bias)
+    if kernel == 1 and stride == 1 and padding == 0:
+        return F.linear(y, conv.weight[:, :, 0], conv.bias)
+    z = F.conv2d(y.transpose(1, 2).unsqueeze(2), conv.weight.unsqueeze(2), conv.bias, (1, stride), (0, padding),
+                 (1, int(conv.dilation[0])), conv.groups)
+    return z.squeeze(2).transpose(1, 2)
+
+
+def _max_pool_channels_last(pool: nn.MaxPool1d, y: torch.Tensor) -> torch.Tensor:
+    kernel = cast(int, pool.kernel_size)
+    stride = cast(int, pool.stride)
+    return F.max_pool2d(y.transpose(1, 2).unsqueeze(2), (1, kernel), (1, stride)).squeeze(2).transpose(1, 2)
 
 
 class WaveformTagger(Tagger):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
+from unittest import mock
 
 import numpy as np
 import onnx
@@ -13,7 +15,14 @@ import torch
 from catalogue_tagger.inference.compile import TENSORRT_OPS
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.registry import WEIGHTS_DIR, build_model, load_model
-from catalogue_tagger.models.samplecnn import WINDOW, ChannelsLastFeatures, WaveformTagger, build, conv3_winograd
+from catalogue_tagger.models.samplecnn import (
+    WINDOW,
+    ChannelsLastFeatures,
+    WaveformTagger,
+    build,
+    conv3_winograd,
+    train_features_channels_last,
+)
 from catalogue_tagger.models.specs import SPECS, samplecnn_spec
 from catalogue_tagger.models.winograd import transformed_kernels
 from catalogue_tagger.segment import Windowing, segment_track
@@ -115,6 +124,32 @@ def test_channels_last_features_compute_what_the_folded_network_does() -> None:
     assert 0 < float((reduced.float() - shipped(wave)[0]).abs().max()) <= 0.02  # really bfloat16, and close
     with pytest.raises(ValueError, match="fold the BN"):
         ChannelsLastFeatures(load_model("samplecnn-mtt").net.features)
+
+
+def test_training_on_cpu_runs_channels_last_with_the_same_values_gradients_and_statistics() -> None:
+    """In training mode on a CPU the features run channels-last (:func:`train_features_channels_last`): in
+    float64, the same features, parameter gradients and BN running statistics as the ``[N, C, L]`` layers."""
+    torch.manual_seed(0)
+    fast = build(samplecnn_spec("samplecnn-test", MTT_LABELS)).double().train()
+    plain = copy.deepcopy(fast)
+    generator = torch.Generator().manual_seed(2)
+    wave = torch.randn(3, WINDOW, generator=generator, dtype=torch.float64)
+    weights = torch.randn(3, 512, generator=generator, dtype=torch.float64)
+    with mock.patch("catalogue_tagger.models.samplecnn.train_features_channels_last",
+                    wraps=train_features_channels_last) as channels_last:
+        got = fast.net.embed(wave)
+    assert channels_last.call_count == 1
+    want = plain.net.features(wave.unsqueeze(1)).flatten(1)
+    assert got.shape == want.shape == (3, 512)
+    assert float((got - want).abs().max()) <= 1e-10
+    (got * weights).sum().backward()
+    (want * weights).sum().backward()
+    for (name, a), b in zip(fast.named_parameters(), plain.parameters()):
+        if b.grad is not None:
+            assert a.grad is not None and float((a.grad - b.grad).abs().max()) <= 1e-9 * float(b.grad.abs().max()), name
+    for (name, a), b in zip(fast.named_buffers(), plain.buffers()):
+        assert torch.allclose(a, b, rtol=1e-10, atol=0), name  # running mean/var, batches tracked
+    assert any(int(b) == 1 for name, b in fast.named_buffers() if name.endswith("num_batches_tracked"))
 
 
 @pytest.mark.parametrize(("length", "pool", "with_bias"), [(6561, 3, True), (1000, 3, True), (13, 1, False), (2, 1, True)])
