@@ -74,8 +74,8 @@ class SampleCnnNet(nn.Module):
 
 def train_features_channels_last(features: nn.Sequential, wave: torch.Tensor) -> torch.Tensor:
     """``features(wave.unsqueeze(1)).flatten(1)`` of the training network (BN layers in training mode), computed on
-    ``[N, length, channels]`` activations: the same layers, parameters and batch statistics, about twice as fast
-    to train on a CPU.
+    ``[N, length, channels]`` activations: the same layers, parameters and batch statistics; a bf16 training
+    step of 16 windows ran 2.5 times as fast on an AMX CPU (10 -> 25 windows/s; float32 1.1 times).
 
     On ``[N, C, L]`` tensors oneDNN reorders every convolution's input and output to channels-last and back (in a
     bf16 training step on an AMX CPU the reorders took 30 % of the time, the first block's 128 x 19683 activations
@@ -124,9 +124,12 @@ def _conv_channels_last(conv: nn.Conv1d, y: torch.Tensor) -> torch.Tensor:
 
 
 def _max_pool_channels_last(pool: nn.MaxPool1d, y: torch.Tensor) -> torch.Tensor:
-    kernel = cast(int, pool.kernel_size)
-    stride = cast(int, pool.stride)
-    return F.max_pool2d(y.transpose(1, 2).unsqueeze(2), (1, kernel), (1, stride)).squeeze(2).transpose(1, 2)
+    """``pool`` of ``y[N, L, C]`` -> ``[N, L_out, C]``."""
+    kernel, stride = cast(int, pool.kernel_size), cast(int, pool.stride)
+    padding, dilation = cast(int, pool.padding), cast(int, pool.dilation)
+    z = F.max_pool2d(y.transpose(1, 2).unsqueeze(2), (1, kernel), (1, stride), (0, padding), (1, dilation),
+                     pool.ceil_mode)
+    return z.squeeze(2).transpose(1, 2)
 
 
 class WaveformTagger(Tagger):
