@@ -26,7 +26,7 @@ from catalogue_tagger.heads import score_after_run
 from catalogue_tagger.inference.base import CPU_MICRO_BATCH, Backend, open_backend, resolve_backend
 from catalogue_tagger.messages import Message
 from catalogue_tagger.models.specs import get_spec
-from catalogue_tagger.records import TrackFailure, TrackResult, TrackTask
+from catalogue_tagger.records import TrackFailure, TrackTask
 from catalogue_tagger.inference_loop import Finished, InferenceLoop
 from catalogue_tagger.sources import ObjectStore
 from catalogue_tagger.models.specs import ModelSpec
