@@ -102,8 +102,8 @@ def _autocast_operands(x: torch.Tensor, kernel: torch.Tensor) -> tuple[torch.Ten
     return x.to(low), kernel.to(low)
 
 
-def _tile_frames(x: torch.Tensor, float32_frames: int = CPU_TILE_FRAMES) -> int:
-    return float32_frames if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
+def _tile_frames(x: torch.Tensor) -> int:
+    return CPU_TILE_FRAMES if x.dtype == torch.float32 else CPU_TILE_FRAMES_BF16
 
 
 _SCRATCH = threading.local()
@@ -257,7 +257,8 @@ def _max_over(values: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int) -> torch.Tensor:
-    """A ``kt × 1`` kernel (musicnn's temporal branches): the tile's im2col is ``kt`` rows of consecutive whole
+    """A float32 ``kt × 1`` kernel (musicnn's temporal branches; bfloat16 ones take
+    :func:`_max_over_mel_of_tiles`): the tile's im2col is ``kt`` rows of consecutive whole
     frames (``[kt, frames × mel]``, copied a frame at a time), the product ``[C, frames × mel]``, and its max over
     mel is a reduction over contiguous memory: in float32 on an AVX2 CPU, twice as fast for these 51 filters as
     the (frame, mel position) rows :func:`_max_over_mel_of_tiles` had then."""
@@ -265,7 +266,7 @@ def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int)
     channels = kernel.shape[0]
     t_out = t_in - kt + 1
     out = torch.empty(n, channels, t_out, dtype=torch.float32)
-    step = _tile_frames(x, CPU_TIME_TILE_FRAMES)
+    step = CPU_TIME_TILE_FRAMES
     for i in range(n):
         rows = x[i, 0].unfold(0, kt, 1).permute(2, 0, 1)  # view [kt, t_out, mel]
         for t0 in range(0, t_out, step):
@@ -273,7 +274,7 @@ def _max_over_mel_of_time_kernel(x: torch.Tensor, kernel: torch.Tensor, kt: int)
             frames = tile.shape[1]
             product = torch.mm(kernel, tile.reshape(kt, frames * n_mel),
                                out=_scratch("products", (channels, frames * n_mel), x.dtype))  # [C, frames x mel]
-            out[i, :, t0 : t0 + frames] = product.view(channels, frames, n_mel).float().amax(dim=2)
+            out[i, :, t0 : t0 + frames] = product.view(channels, frames, n_mel).amax(dim=2)
     return out
 
 
