@@ -92,6 +92,11 @@ def convert(wheel: Path | None, out: Path | None) -> None:
               "this tagger's embedding (e.g. musicnn-mtt, 200-d); the projection becomes the student's embedding.")
 @click.option("--embedding-weight", default=1.0, show_default=True,
               help="Weight of the embedding loss (MSE over the teacher embedding's variance) beside the tag BCE.")
+@click.option("--tag-loss", type=click.Choice(["bce", "logit"]), default="bce", show_default=True,
+              help="bce: cross-entropy on the teachers' mean sigmoids; logit: squared error of the log-odds, over "
+                   "their per-tag variance (ranks tags a teacher rules out too).")
+@click.option("--dropout", type=float, default=None, help="Dropout before the tag layer while training "
+              "(default: SampleCNN's 0.5).")
 @click.option("--init", "init_weights", type=click.Path(exists=True, dir_okay=False, path_type=Path), default=None,
               help="Start from these SampleCNN weights (safetensors), e.g. the previous version's.")
 @click.option("--projection-fit-windows", default=0, show_default=True,
@@ -99,14 +104,19 @@ def convert(wheel: Path | None, out: Path | None) -> None:
                    "per training track (0: at the teacher's mean embedding).")
 @click.option("--held-apart", default="", help="Comma-separated packages kept out of training and validation.")
 @click.option("--max-track-s", type=float, default=None, help="Decode only the first seconds of each track.")
+@click.option("--mixes", default=0, show_default=True,
+              help="Mixtures per training track (it plus another training track 0-6 dB lower), added to the "
+                   "training split and labelled by the teachers.")
 @click.option("--val-windows-per-track", default=16, show_default=True,
               help="Validation windows per track each epoch (evenly spread; 0: all). The selected weights are "
                    "scored on every window at the end.")
 def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device: str, resume: bool,
                            cache_dir: Path | None, batch_size: int, lr: float, lr_schedule: str, seed: int,
                            precision: str, crops_per_track: int, baseline: bool, teachers: str,
-                           embedding_teacher: str, embedding_weight: float, init_weights: Path | None,
-                           projection_fit_windows: int, held_apart: str, max_track_s: float | None, val_windows_per_track: int) -> None:
+                           embedding_teacher: str, embedding_weight: float, tag_loss: str,
+                           dropout: float | None, init_weights: Path | None,
+                           projection_fit_windows: int, held_apart: str, max_track_s: float | None, mixes: int,
+                           val_windows_per_track: int) -> None:
     """Distil spectrogram taggers into SampleCNN (samplecnn-mtt) on the training corpus.
 
     Example: catalogue-tagger models train-waveform --corpus corpus/ --out run/ --epochs 30 --resume
@@ -128,9 +138,10 @@ def train_waveform_command(corpus_dir: Path, out_dir: Path, epochs: int, device:
         config = TrainConfig(epochs=epochs, batch_size=batch_size, lr=lr, lr_schedule=lr_schedule, seed=seed,
                              precision=precision, crops_per_track=crops_per_track, device=device,
                              teachers=names(teachers), embedding_teacher=embedding_teacher,
-                             embedding_weight=embedding_weight, init_weights=str(init_weights or ""),
+                             embedding_weight=embedding_weight, tag_loss=tag_loss, dropout=dropout,
+                             init_weights=str(init_weights or ""),
                              projection_fit_windows=projection_fit_windows,
-                             held_apart=names(held_apart), max_track_s=max_track_s,
+                             held_apart=names(held_apart), max_track_s=max_track_s, mixes=mixes,
                              val_windows_per_track=val_windows_per_track)
     with user_errors(), TrainingProgress() as progress:
         report = train_waveform(corpus_dir, out_dir, config, cache_dir=cache_dir, resume=resume,

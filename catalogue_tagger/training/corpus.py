@@ -8,6 +8,11 @@ count and split. The split is by track (never segments of one track on both side
 and depends only on the seed and the track names. Whole packages can be held apart (split ``held_apart``:
 neither trained on nor validated on, kept for checking the embedding on music of unseen sources), and each
 track can be capped to its first ``max_track_s`` seconds (the cap is part of the cache's index).
+
+Mixtures (``mixes`` per training track, :func:`mix_tracks`) add training examples without new recordings: a
+training track plus a looped stretch of another training track at a random lower level, stored like a decoded
+track (package ``mix``, split ``train``) so that the teachers label the mixture itself. Both sources are
+training tracks, so no validation or held-apart audio ever reaches training.
 """
 
 from __future__ import annotations
@@ -38,6 +43,8 @@ TRAINING_PACKAGES: dict[str, str] = {
 }
 AUDIO_SUFFIXES = (".ogg", ".opus", ".mp3", ".flac")
 SPLITS = ("train", "validation", "held_apart")
+MIX_PACKAGE = "mix"
+MIX_GAIN_DB = (-6.0, 0.0)  # level of the second source relative to the first
 
 
 class CorpusError(TaggerError):
@@ -149,13 +156,45 @@ def read_index(cache_dir: Path) -> dict[str, object] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def mix_tracks(cache_dir: Path, tracks: Sequence[CorpusTrack], per_track: int, seed: int) -> list[CorpusTrack]:
+    """``per_track`` mixtures of each training track of ``tracks`` (written to ``cache_dir`` once).
+
+    Mixture ``c`` of track ``a``: ``(a + g * b') / (1 + g)``, where ``b`` is another training track drawn at
+    random, ``b'`` is ``b`` looped from a random offset to ``a``'s length and ``g`` is drawn from
+    ``MIX_GAIN_DB``. Every draw depends only on ``(seed, c)`` and the training tracks' names, so the mixtures
+    (and their names) are the same on every machine.
+    """
+    train = sorted((t for t in tracks if t.split == "train"), key=lambda t: t.track_id)
+    if len(train) < 2:
+        return []
+    mixes: list[CorpusTrack] = []
+    for copy in range(per_track):
+        rng = np.random.default_rng([seed, 0x6D6978, copy])
+        partners = rng.integers(0, len(train) - 1, len(train))
+        gains = 10.0 ** (rng.uniform(*MIX_GAIN_DB, len(train)) / 20.0)
+        offsets = rng.random(len(train))
+        for i, first in enumerate(train):
+            second = train[partners[i] + (partners[i] >= i)]  # any training track but the first
+            mix = CorpusTrack(f"{MIX_PACKAGE}/{copy}/{first.track_id}+{second.track_id}", MIX_PACKAGE,
+                              first.samples, "train")
+            path = cache_dir / "wave" / f"{mix.cache_name}.npy"
+            if not path.exists():
+                a = np.load(cache_dir / "wave" / f"{first.cache_name}.npy").astype(np.float32)
+                b = np.load(cache_dir / "wave" / f"{second.cache_name}.npy").astype(np.float32)
+                looped = np.resize(np.roll(b, -int(offsets[i] * len(b))), len(a))
+                _save_npy(path, ((a + gains[i] * looped) / (1 + gains[i])).astype(np.float16))
+            mixes.append(mix)
+    return mixes
+
+
 def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, seed: int = 0,
-            held_apart: Sequence[str] = (), max_track_s: float | None = None,
+            held_apart: Sequence[str] = (), max_track_s: float | None = None, mixes: int = 0,
             on_track: Callable[[str], None] | None = None) -> Corpus:
     """Decode every track of ``audio_dir`` into ``cache_dir`` (once) and write the index with the split.
 
     Tracks of the ``held_apart`` packages get the split ``held_apart``; the others are split by track.
     ``max_track_s`` keeps the first seconds of each track; a cache decoded with another cap is refused.
+    ``mixes`` > 0 adds that many mixtures per training track (:func:`mix_tracks`) to the training split.
     """
     previous = read_index(cache_dir)
     if previous is not None and previous.get("max_track_s") != max_track_s:
@@ -187,8 +226,10 @@ def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, see
         tracks.append(CorpusTrack(track_id, package, samples, split[track_id]))
         if on_track:
             on_track(track_id)
+    tracks += mix_tracks(cache_dir, tracks, mixes, seed)
     index = {"audio_dir": str(audio_dir), "val_fraction": val_fraction, "seed": seed,
-             "held_apart": sorted(held_apart), "max_track_s": max_track_s, "tracks": [asdict(t) for t in tracks]}
+             "held_apart": sorted(held_apart), "max_track_s": max_track_s, "mixes": mixes,
+             "tracks": [asdict(t) for t in tracks]}
     tmp = cache_dir / f"index.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(index, indent=1))
     tmp.replace(cache_dir / "index.json")

@@ -17,6 +17,16 @@ from catalogue_tagger.training.targets import TEACHERS, TrackTargets
 
 Floats = npt.NDArray[np.float32]
 
+#: teacher probabilities are clipped to ``[LOGIT_EPS, 1 - LOGIT_EPS]`` before their log-odds are taken
+LOGIT_EPS = 1e-3
+
+
+def logit_targets(probs: Floats) -> Floats:
+    """Log-odds of soft targets, clipped at ``LOGIT_EPS`` (a tag the teachers rule out is -6.9, not -inf)."""
+    p = np.clip(probs.astype(np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
+    result: Floats = np.log(p / (1 - p)).astype(np.float32)
+    return result
+
 
 @dataclass(frozen=True)
 class TrackSet:
@@ -42,6 +52,13 @@ class TrackSet:
         variance (the scale the embedding loss is divided by)."""
         values = np.concatenate([t.embedding.values for t in self.targets if t.embedding is not None])
         return values.mean(axis=0).astype(np.float32), float(values.var(axis=0).mean())
+
+    def tag_logit_scale(self, window: int) -> float:
+        """Mean per-tag variance of the teachers' log-odds targets over every non-overlapping window of these
+        tracks (the scale the log-odds tag loss is divided by)."""
+        values = np.stack([t.window(int(s), window) for t, w in zip(self.targets, self.waves)
+                           for s in eval_starts(len(w), window)])
+        return float(logit_targets(values).astype(np.float64).var(axis=0).mean())
 
     def __len__(self) -> int:
         return len(self.tracks)

@@ -5,6 +5,8 @@
   negative tracks, averaged.
 - **median Spearman**: per track, the rank correlation of the student's and the teachers' 50 track means.
 - **loss**: BCE of the student's window sigmoids against the windows' soft targets.
+- with a log-odds scale: **logit_loss**, the mean squared error of the student's window log-odds against the
+  teachers' (clipped, :func:`~catalogue_tagger.training.data.logit_targets`), divided by that scale.
 - with an embedding teacher: **embedding_loss**, the mean squared error of the student's window embeddings
   against the teacher's (divided by the given scale, the teacher's mean per-dimension variance), and
   **median_embedding_cosine**, per track the cosine of the student's and the teacher's track-mean embeddings.
@@ -22,7 +24,7 @@ import numpy.typing as npt
 import torch
 from scipy.stats import rankdata, spearmanr
 
-from catalogue_tagger.training.data import Floats, TrackSet, crop, eval_starts
+from catalogue_tagger.training.data import Floats, TrackSet, crop, eval_starts, logit_targets
 
 TOP_K = 3
 #: acceptance thresholds on validation tracks, against the teacher ensemble (0.85 and 0.7 until the version with
@@ -113,8 +115,14 @@ def score_windows(score: WindowScorer, data: TrackSet, window: int, *, max_windo
     return WindowScores(rows, probs, np.concatenate(embeds) if len(embeds) == len(outputs) else None)
 
 
-def scores_metrics(scores: WindowScores, data: TrackSet, window: int,
-                   embedding_scale: float | None = None) -> dict[str, float]:
+def log_odds(probs: Floats) -> npt.NDArray[np.float64]:
+    """The student's log-odds back from its float32 sigmoids (clipped where float32 saturates)."""
+    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
+    return np.log(p / (1 - p))
+
+
+def scores_metrics(scores: WindowScores, data: TrackSet, window: int, embedding_scale: float | None = None,
+                   logit_scale: float | None = None) -> dict[str, float]:
     """Metrics of window scores against the targets of ``data`` (the track set they were computed on, or the
     same tracks with other teachers)."""
     targets = np.stack([data.targets[i].window(s, window) for i, s in scores.rows])
@@ -122,6 +130,8 @@ def scores_metrics(scores: WindowScores, data: TrackSet, window: int,
     student = _track_means(scores.probs, track_of, len(data))
     teacher = np.stack([t.track_mean for t in data.targets])
     metrics = {"loss": bce(scores.probs, targets), "n_windows": len(scores.rows), **tag_metrics(student, teacher)}
+    if logit_scale is not None:
+        metrics["logit_loss"] = float(np.mean((log_odds(scores.probs) - logit_targets(targets)) ** 2) / logit_scale)
     if embedding_scale is not None and data.has_embeddings and scores.embeddings is not None:
         wanted = np.stack([data.targets[i].embedding_window(s, window) for i, s in scores.rows])
         if scores.embeddings.shape == wanted.shape:
@@ -134,12 +144,13 @@ def scores_metrics(scores: WindowScores, data: TrackSet, window: int,
 
 
 def evaluate_scorer(score: WindowScorer, data: TrackSet, window: int, *, max_windows: int = 0,
-                    batch_size: int = 16, embedding_scale: float | None = None) -> dict[str, float]:
+                    batch_size: int = 16, embedding_scale: float | None = None,
+                    logit_scale: float | None = None) -> dict[str, float]:
     """Metrics of ``score`` on ``data`` (window sigmoids over each track's windows, ``max_windows`` > 0: a spread
     subset); the embedding metrics too when ``embedding_scale`` is given, the scorer embeds and the data has the
-    teacher's embeddings."""
+    teacher's embeddings; the log-odds loss when ``logit_scale`` is given."""
     scores = score_windows(score, data, window, max_windows=max_windows, batch_size=batch_size)
-    return scores_metrics(scores, data, window, embedding_scale)
+    return scores_metrics(scores, data, window, embedding_scale, logit_scale)
 
 
 def prior_scorer(train_data: TrackSet) -> WindowScorer:
@@ -170,12 +181,12 @@ def torch_scorer(model: torch.nn.Module, device: str = "cpu") -> WindowScorer:
 
 
 def evaluate_model(model: torch.nn.Module, data: TrackSet, window: int, device: str = "cpu", *,
-                   max_windows: int = 0, batch_size: int = 16,
-                   embedding_scale: float | None = None) -> dict[str, float]:
+                   max_windows: int = 0, batch_size: int = 16, embedding_scale: float | None = None,
+                   logit_scale: float | None = None) -> dict[str, float]:
     was_training = model.training
     model.eval()
     try:
         return evaluate_scorer(torch_scorer(model, device), data, window, max_windows=max_windows,
-                               batch_size=batch_size, embedding_scale=embedding_scale)
+                               batch_size=batch_size, embedding_scale=embedding_scale, logit_scale=logit_scale)
     finally:
         model.train(was_training)

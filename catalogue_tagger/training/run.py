@@ -25,8 +25,8 @@ from catalogue_tagger.training.data import TrackSet
 from catalogue_tagger.training.evaluate import evaluate_model, evaluate_scorer, prior_scorer
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TEACHERS, compute_targets
-from catalogue_tagger.training.train import (MODEL_NAME, WINDOW, EpochRecord, TrainConfig, TrainingHooks,
-                                             new_student, train)
+from catalogue_tagger.training.train import (MODEL_NAME, WINDOW, EpochRecord, LossScales, TrainConfig,
+                                             TrainingHooks, new_student, train)
 
 logger = logging.getLogger(__name__)
 
@@ -39,11 +39,11 @@ def device_description(device: str) -> str:
 
 def prepare_corpus(corpus_dir: Path, cache_dir: Path, *, seed: int = 0, val_fraction: float = 0.15,
                    device: str = "cpu", teachers: Sequence[str] = TEACHERS, embedding_teacher: str = "",
-                   held_apart: Sequence[str] = (), max_track_s: float | None = None) -> Corpus:
+                   held_apart: Sequence[str] = (), max_track_s: float | None = None, mixes: int = 0) -> Corpus:
     """Decode (once) and compute the teacher outputs (once): the tag teachers on the training and validation
     tracks, the embedding teacher on every track (held-apart ones included, for the embedding check)."""
     corpus = prepare(corpus_dir, cache_dir, val_fraction=val_fraction, seed=seed, held_apart=held_apart,
-                     max_track_s=max_track_s, on_track=lambda t: logger.debug("decoded %s", t))
+                     max_track_s=max_track_s, mixes=mixes, on_track=lambda t: logger.debug("decoded %s", t))
     logger.info("corpus: %s", json.dumps(corpus.summary()))
     progress = lambda m, t: logger.debug("%s outputs of %s", m, t)  # noqa: E731
     compute_targets(corpus, teachers, device, on_track=progress,
@@ -64,7 +64,7 @@ def read_run_file(out_dir: Path, name: str) -> dict[str, Any] | None:
 
 
 def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSet, config: TrainConfig,
-                      embedding_scale: float | None = None) -> dict[str, Any]:
+                      scales: LossScales | None = None) -> dict[str, Any]:
     """The selected weights (``OUT/samplecnn-mtt.safetensors``, their record ``selected`` from ``OUT/best.json``)
     on every validation window, into ``OUT/final.json``.
 
@@ -76,8 +76,10 @@ def evaluate_selected(out_dir: Path, selected: dict[str, Any], val_data: TrackSe
     weights = out_dir / f"{MODEL_NAME}.safetensors"
     model = new_student(config.seed, config.embedding_size)
     model.load_state_dict(load_file(str(weights)), strict=True)
+    scales = scales or LossScales()
     metrics = evaluate_model(model.to(config.device), val_data, WINDOW, config.device, max_windows=0,
-                             batch_size=config.batch_size, embedding_scale=embedding_scale)
+                             batch_size=config.batch_size, embedding_scale=scales.embedding,
+                             logit_scale=scales.logit)
     final = {"epoch": selected["epoch"], "weights_sha256": selected["weights_sha256"], **metrics}
     (out_dir / "final.json").write_text(json.dumps(final, indent=1))
     logger.info("selected weights (epoch %d) on every validation window: %s", selected["epoch"], json.dumps(metrics))
@@ -91,7 +93,7 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     out_dir.mkdir(parents=True, exist_ok=True)
     corpus = prepare_corpus(corpus_dir, cache_dir or corpus_dir / ".cache", seed=config.seed, device=config.device,
                             teachers=config.teachers, embedding_teacher=config.embedding_teacher,
-                            held_apart=config.held_apart, max_track_s=config.max_track_s)
+                            held_apart=config.held_apart, max_track_s=config.max_track_s, mixes=config.mixes)
     embedding_teacher = config.embedding_teacher or None
     train_data = TrackSet.load(corpus, "train", config.teachers, embedding_teacher)
     val_data = TrackSet.load(corpus, "validation", config.teachers, embedding_teacher)
@@ -121,6 +123,5 @@ def train_waveform(corpus_dir: Path, out_dir: Path, config: TrainConfig, *, cach
     selected = json.loads((out_dir / "best.json").read_text())
     final = read_run_file(out_dir, "final.json")
     if len(history) == config.epochs and (final is None or final["epoch"] != selected["epoch"]):
-        scale = train_data.embedding_stats()[1] if embedding_teacher else None
-        final = evaluate_selected(out_dir, selected, val_data, config, scale)
+        final = evaluate_selected(out_dir, selected, val_data, config, LossScales.of(train_data, config))
     return report(history, final)

@@ -1,4 +1,6 @@
-"""Distil the spectrogram taggers into SampleCNN: BCE on the teachers' soft targets, resumable epoch by epoch.
+"""Distil the spectrogram taggers into SampleCNN: BCE on the teachers' soft targets (or, with
+``tag_loss="logit"``, the mean squared error of the student's log-odds against the teachers', divided by their
+mean per-tag variance), resumable epoch by epoch.
 
 With an embedding teacher, a linear projection of the student's 512-d feature is trained at the same time to
 predict that teacher's embedding of the same window (mean squared error divided by the teacher embedding's mean
@@ -34,7 +36,8 @@ from catalogue_tagger.models import samplecnn
 from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.specs import get_spec, samplecnn_spec
-from catalogue_tagger.training.data import TrackSet, crop, embedding_batch, eval_starts, make_batch, plan_epoch
+from catalogue_tagger.training.data import (TrackSet, crop, embedding_batch, eval_starts, logit_targets, make_batch,
+                                            plan_epoch)
 from catalogue_tagger.training.evaluate import evaluate_model
 from catalogue_tagger.training.targets import TEACHERS
 
@@ -59,18 +62,25 @@ class TrainConfig:
     device: str = "cpu"
     precision: str = "fp32"  # "bf16": forward pass under bfloat16 autocast (weights, loss, optimizer stay fp32)
     teachers: tuple[str, ...] = TEACHERS  # the tag targets are the mean of these taggers' sigmoids
+    tag_loss: str = "bce"  # "bce" on the soft targets; "logit": MSE of log-odds over the targets' per-tag variance
+    dropout: float | None = None  # dropout before the tag layer while training (None: SampleCNN's 0.5)
     embedding_teacher: str = ""  # "": no embedding distillation; else a teacher with an embedding output
     embedding_weight: float = 1.0  # weight of the (variance-normalised) embedding loss beside the tag BCE
     init_weights: str = ""  # safetensors of a SampleCNN to start from ("": random initialisation)
     projection_fit_windows: int = 0  # > 0: a fresh projection starts at a ridge fit on this many windows per track
     held_apart: tuple[str, ...] = ()  # packages neither trained nor validated on (corpus option)
     max_track_s: float | None = None  # the first seconds of each track only (corpus option)
+    mixes: int = 0  # mixtures of two training tracks per training track, labelled by the teachers (corpus option)
 
     def __post_init__(self) -> None:
         if self.lr_schedule not in ("cosine", "constant"):
             raise ValueError(f"unknown lr schedule {self.lr_schedule!r}; expected 'cosine' or 'constant'")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"unknown precision {self.precision!r}; expected 'fp32' or 'bf16'")
+        if self.tag_loss not in ("bce", "logit"):
+            raise ValueError(f"unknown tag loss {self.tag_loss!r}; expected 'bce' or 'logit'")
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout {self.dropout} is not in [0, 1)")
         if self.embedding_teacher and not get_spec(self.embedding_teacher).embedding_size:
             raise ValueError(f"{self.embedding_teacher} has no embedding output to distil")
 
@@ -181,10 +191,31 @@ def epoch_lr(config: TrainConfig, epoch: int) -> float:
     return config.lr * (1 + math.cos(math.pi * epoch / config.epochs)) / 2
 
 
+@dataclass(frozen=True)
+class LossScales:
+    """What the variance-normalised losses are divided by, measured on the training tracks."""
+
+    embedding: float | None = None  # the teacher embedding's mean per-dimension variance
+    logit: float | None = None  # the teachers' log-odds targets' mean per-tag variance
+
+    @classmethod
+    def of(cls, data: TrackSet, config: TrainConfig) -> LossScales:
+        return cls(data.embedding_stats()[1] if config.embedding_teacher else None,
+                   data.tag_logit_scale(WINDOW) if config.tag_loss == "logit" else None)
+
+
+def objective(val: dict[str, float], config: TrainConfig) -> float:
+    """The validation figure the selected epoch minimises: the tag loss trained on plus the weighted embedding
+    loss."""
+    tag = val["logit_loss"] if config.tag_loss == "logit" else val["loss"]
+    return tag + config.embedding_weight * val.get("embedding_loss", 0.0)
+
+
 def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet, config: TrainConfig, epoch: int,
-                hooks: TrainingHooks, embedding_scale: float = 1.0) -> tuple[float, int]:
-    """One epoch (0-based ``epoch``, full batches only); returns the mean training loss (tag BCE plus the weighted
-    embedding loss) and the windows seen."""
+                hooks: TrainingHooks, scales: LossScales | None = None) -> tuple[float, int]:
+    """One epoch (0-based ``epoch``, full batches only); returns the mean training loss (tag loss plus the
+    weighted embedding loss) and the windows seen."""
+    scales = scales or LossScales()
     plan = plan_epoch(data, WINDOW, config.seed, epoch, crops_per_track=config.crops_per_track,
                       gain_db=config.gain_db)
     n_batches = len(plan) // config.batch_size
@@ -201,10 +232,14 @@ def train_epoch(model: Tagger, optimizer: torch.optim.Optimizer, data: TrackSet,
         x, y = make_batch(data, plan, rows, WINDOW)
         with autocast:
             outputs = model(torch.from_numpy(x).to(config.device))
-        loss = F.binary_cross_entropy_with_logits(outputs[1].float(), torch.from_numpy(y).to(config.device))
+        if config.tag_loss == "logit":
+            target = torch.from_numpy(logit_targets(y)).to(config.device)
+            loss = F.mse_loss(outputs[1].float(), target) / (scales.logit or 1.0)
+        else:
+            loss = F.binary_cross_entropy_with_logits(outputs[1].float(), torch.from_numpy(y).to(config.device))
         if config.embedding_teacher:
             target = torch.from_numpy(embedding_batch(data, plan, rows, WINDOW)).to(config.device)
-            loss = loss + config.embedding_weight * F.mse_loss(outputs[2].float(), target) / embedding_scale
+            loss = loss + config.embedding_weight * F.mse_loss(outputs[2].float(), target) / (scales.embedding or 1.0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()  # type: ignore[no-untyped-call]
         optimizer.step()
@@ -221,9 +256,11 @@ def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: Train
     hooks = hooks or TrainingHooks()
     out_dir.mkdir(parents=True, exist_ok=True)
     last = out_dir / "checkpoints" / "last.pt"
-    embedding_scale = train_data.embedding_stats()[1] if config.embedding_teacher else 1.0
+    scales = LossScales.of(train_data, config)
     resuming = resume and last.exists()
     model = (new_student(config.seed, config.embedding_size) if resuming else initial_student(config, train_data))
+    if config.dropout is not None:
+        model.net.dropout.p = config.dropout
     model = model.to(config.device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     history: list[EpochRecord] = []
@@ -242,11 +279,12 @@ def train(train_data: TrackSet, val_data: TrackSet, out_dir: Path, config: Train
         logger.info("no checkpoint at %s; starting from scratch", last)
     for epoch in range(len(history), config.epochs):
         started = time.perf_counter()
-        train_loss, n_windows = train_epoch(model, optimizer, train_data, config, epoch, hooks, embedding_scale)
+        train_loss, n_windows = train_epoch(model, optimizer, train_data, config, epoch, hooks, scales)
         train_s = time.perf_counter() - started
         val = evaluate_model(model, val_data, WINDOW, config.device, max_windows=config.val_windows_per_track,
-                             batch_size=config.batch_size, embedding_scale=embedding_scale)
-        val["objective"] = val["loss"] + config.embedding_weight * val.get("embedding_loss", 0.0)
+                             batch_size=config.batch_size, embedding_scale=scales.embedding,
+                             logit_scale=scales.logit)
+        val["objective"] = objective(val, config)
         record = EpochRecord(epoch + 1, train_loss, val, time.perf_counter() - started, n_windows,
                              n_windows / max(train_s, 1e-9))
         history.append(record)

@@ -13,8 +13,9 @@ from safetensors.torch import load_file
 
 from catalogue_tagger.training.baseline import BaselineConfig, random_weights_baseline
 from catalogue_tagger.training.corpus import CorpusTrack, split_by_track
-from catalogue_tagger.training.data import TrackSet, crop, eval_starts, make_batch, plan_epoch
-from catalogue_tagger.training.evaluate import evaluate_scorer, prior_scorer, roc_auc, tag_metrics, top_k_labels
+from catalogue_tagger.training.data import TrackSet, crop, eval_starts, logit_targets, make_batch, plan_epoch
+from catalogue_tagger.training.evaluate import (evaluate_model, evaluate_scorer, prior_scorer, roc_auc, tag_metrics,
+                                               top_k_labels)
 from catalogue_tagger.training.report import write_report
 from catalogue_tagger.training.targets import TrackTargets, WindowMeans
 from catalogue_tagger.training.train import (WINDOW, TrainConfig, epoch_lr, fit_projection, initial_student, new_student,
@@ -133,6 +134,10 @@ def test_cosine_schedule_decays_per_epoch_and_constant_stays() -> None:
         TrainConfig(lr_schedule="step")
     with pytest.raises(ValueError, match="unknown precision"):
         TrainConfig(precision="fp8")
+    with pytest.raises(ValueError, match="unknown tag loss"):
+        TrainConfig(tag_loss="hinge")
+    with pytest.raises(ValueError, match="dropout"):
+        TrainConfig(dropout=1.0)
 
 
 def test_baseline_and_report(data: tuple[TrackSet, TrackSet], tmp_path: Path) -> None:
@@ -220,3 +225,37 @@ def save_projected(tmp_path: Path) -> Path:
     path = tmp_path / "projected.safetensors"
     save_weights(new_student(0, 200), path)
     return path
+
+
+def test_logit_targets_are_clipped_log_odds() -> None:
+    probs = np.array([[0.0, 1e-4, 0.5, 0.9, 1.0]], dtype=np.float32)
+    expected = np.log(np.array([1e-3, 1e-3, 0.5, 0.9, 1 - 1e-3]) / (1 - np.array([1e-3, 1e-3, 0.5, 0.9, 1 - 1e-3])))
+    np.testing.assert_allclose(logit_targets(probs), [expected], rtol=1e-5)
+
+
+def test_logit_tag_loss_trains_selects_and_resumes_on_the_log_odds(data: tuple[TrackSet, TrackSet],
+                                                                  tmp_path: Path) -> None:
+    train_set, val_set = data
+    windows = np.stack([t.window(int(s), WINDOW) for t, w in zip(train_set.targets, train_set.waves)
+                        for s in eval_starts(len(w), WINDOW)])
+    scale = train_set.tag_logit_scale(WINDOW)
+    assert scale == pytest.approx(float(np.var(logit_targets(windows).astype(np.float64), axis=0).mean()), rel=1e-9)
+    config = TrainConfig(**{**CONFIG.__dict__, "tag_loss": "logit", "dropout": 0.0, "epochs": 2})
+    straight = train(train_set, val_set, tmp_path / "straight", config)
+    record = straight[-1].val
+    assert record["objective"] == record["logit_loss"] != record["loss"]
+    # the validation figure is the squared log-odds error over the training targets' variance, computed here apart
+    model = new_student(0)
+    model.load_state_dict(torch.load(tmp_path / "straight" / "checkpoints" / "last.pt", weights_only=False)["model"])
+    model.eval()
+    rows = [(i, int(s)) for i, w in enumerate(val_set.waves) for s in eval_starts(len(w), WINDOW, 1)]
+    with torch.no_grad():
+        logits = model(torch.from_numpy(np.stack([crop(val_set.waves[i], s, WINDOW) for i, s in rows])))[1].double()
+    wanted = logit_targets(np.stack([val_set.targets[i].window(s, WINDOW) for i, s in rows]))
+    assert record["logit_loss"] == pytest.approx(float(((logits.numpy() - wanted) ** 2).mean()) / scale, rel=1e-4)
+    assert evaluate_model(model, val_set, WINDOW, max_windows=1, logit_scale=scale)["logit_loss"] == pytest.approx(
+        record["logit_loss"], rel=1e-6)
+    train(train_set, val_set, tmp_path / "resumed", TrainConfig(**{**config.__dict__, "epochs": 1}))
+    resumed = train(train_set, val_set, tmp_path / "resumed", config, resume=True)
+    assert resumed[1].train_loss == pytest.approx(straight[1].train_loss, abs=1e-6)
+    assert resumed[1].val == pytest.approx(record, abs=1e-6)

@@ -89,3 +89,37 @@ def test_train_waveform_with_an_embedding_teacher_and_held_apart_package(tmp_pat
     result = CliRunner().invoke(main, [*args[:4], "--out", str(tmp_path / "other"), "--cache", str(cache),
                                        "--max-track-s", "3"])
     assert result.exit_code == 2 and "capped at 4.0 s" in result.output
+
+
+def test_train_waveform_with_mixtures_and_the_log_odds_loss(tmp_path: Path) -> None:
+    corpus_dir = write_corpus(tmp_path / "corpus", (("asc-music", ("a.flac", "b.flac", "d.flac")),))
+    out = tmp_path / "run"
+    args = ["models", "train-waveform", "--corpus", str(corpus_dir), "--out", str(out), "--epochs", "1",
+            "--batch-size", "2", "--teachers", "musicnn-mtt", "--mixes", "1", "--tag-loss", "logit", "--dropout", "0"]
+    result = CliRunner().invoke(main, [*args, "--cache", str(tmp_path / "cache")])
+    assert result.exit_code == 0, result.output
+    corpus = Corpus.open(tmp_path / "cache")
+    real = sorted(t.track_id for t in corpus.split("train") if t.package != "mix")
+    mixes = [t for t in corpus.split("train") if t.package == "mix"]
+    assert len(real) == 2 and len(mixes) == 2 and len(corpus.split("validation")) == 1
+    validation = corpus.split("validation")[0].track_id
+    for mix in mixes:  # each mixes one training track with the other one, never with the validation track
+        first, second = mix.track_id.removeprefix("mix/0/").split("+")
+        assert {first, second} == set(real) and validation not in mix.track_id
+        wave = corpus.waveform(mix).astype(np.float32)
+        a, b = (corpus.waveform(next(t for t in corpus.tracks if t.track_id == name)).astype(np.float32)
+                for name in (first, second))
+        assert mix.samples == len(wave) == len(a) and np.abs(wave).max() <= max(np.abs(a).max(), np.abs(b).max())
+        assert 0.3 < np.corrcoef(wave, a)[0, 1] < 0.99  # the first source, with the second one mixed in
+        assert taggram_path(corpus, "musicnn-mtt", mix).exists()  # labelled by the teacher on the mixture
+    report = json.loads((out / "report.json").read_text())
+    assert report["corpus"]["packages"]["mix"]["train"] == 2 and report["config"]["tag_loss"] == "logit"
+    final = report["best_epoch_all_windows"]
+    assert final["logit_loss"] > 0 and report["best_epoch"]["val"]["objective"] == report["best_epoch"]["val"]["logit_loss"]
+    # the same seed gives the same mixtures in another cache
+    result = CliRunner().invoke(main, [*args[:4], "--out", str(tmp_path / "again"), *args[6:],
+                                       "--cache", str(tmp_path / "cache2")])
+    assert result.exit_code == 0, result.output
+    again = Corpus.open(tmp_path / "cache2")
+    for mix in mixes:
+        assert np.array_equal(again.waveform(mix), corpus.waveform(mix))
