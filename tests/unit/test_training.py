@@ -259,3 +259,26 @@ def test_logit_tag_loss_trains_selects_and_resumes_on_the_log_odds(data: tuple[T
     resumed = train(train_set, val_set, tmp_path / "resumed", config, resume=True)
     assert resumed[1].train_loss == pytest.approx(straight[1].train_loss, abs=1e-6)
     assert resumed[1].val == pytest.approx(record, abs=1e-6)
+
+
+def test_readout_refit_is_the_cross_validated_ridge_on_the_log_odds_and_leaves_the_trunk(
+        data: tuple[TrackSet, TrackSet]) -> None:
+    from catalogue_tagger.training.readout import refit_readout, ridge_solve, window_features
+
+    train_set = synthetic_set(6, seed=3)
+    model = new_student(0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fit = refit_readout(model, train_set, windows_per_track=2, ridges=(0.1, 10.0), folds=3)
+    after = model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before if not k.startswith("net.output."))
+    assert fit.tracks == 6 and fit.windows == sum(min(2, len(w) // WINDOW) for w in train_set.waves)
+    assert fit.ridge == min((0.1, 10.0), key=lambda r: fit.cv_errors[str(r)])
+    # the layer's logits are the standardised-feature ridge solution, computed here apart
+    x, y, _ = window_features(model, train_set, 2)
+    z = (x - x.mean(axis=0)) / np.where(x.std(axis=0) == 0, 1.0, x.std(axis=0))
+    expected = np.c_[z, np.ones(len(z))] @ ridge_solve(z, y, fit.ridge)
+    model.eval()
+    with torch.no_grad():
+        logits = model.net.output(torch.from_numpy(x).float()).double().numpy()
+    np.testing.assert_allclose(logits, expected, atol=2e-3)
+    assert np.mean((logits - y) ** 2) < np.mean((y - y.mean(axis=0)) ** 2)  # it explains some of the targets

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile
+import torch
 from click.testing import CliRunner
 from safetensors.torch import load_file
 
@@ -116,6 +117,17 @@ def test_train_waveform_with_mixtures_and_the_log_odds_loss(tmp_path: Path) -> N
     assert report["corpus"]["packages"]["mix"]["train"] == 2 and report["config"]["tag_loss"] == "logit"
     final = report["best_epoch_all_windows"]
     assert final["logit_loss"] > 0 and report["best_epoch"]["val"]["objective"] == report["best_epoch"]["val"]["logit_loss"]
+    # the tag layer refitted on the same cache: only net.output changes
+    refitted = tmp_path / "refit.safetensors"
+    result = CliRunner().invoke(main, ["models", "refit-readout", "--cache", str(tmp_path / "cache"), "--weights",
+                                       str(out / "samplecnn-mtt.safetensors"), "--out", str(refitted),
+                                       "--teachers", "musicnn-mtt", "--windows-per-track", "1"])
+    assert result.exit_code == 0, result.output
+    record = json.loads(refitted.with_suffix(".json").read_text())
+    assert record["train_tracks"] == 4 and record["train_windows"] == 4 and str(record["ridge"]) in record["cv_errors"]
+    assert record["validation_after"]["n_windows"] == 1 and f"sha256 {record['weights_sha256']}" in result.output
+    old, new = load_file(str(out / "samplecnn-mtt.safetensors")), load_file(str(refitted))
+    assert {k for k in old if not torch.equal(old[k], new[k])} == {"net.output.weight", "net.output.bias"}
     # the same seed gives the same mixtures in another cache
     result = CliRunner().invoke(main, [*args[:4], "--out", str(tmp_path / "again"), *args[6:],
                                        "--cache", str(tmp_path / "cache2")])
