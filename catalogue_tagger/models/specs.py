@@ -141,10 +141,11 @@ SPECS: dict[str, ModelSpec] = {
 }
 
 # Trained here: SampleCNN distilled from musicnn-mtt and fcn-mtt (tags) and musicnn-mtt's embedding (through a
-# projection used in training only), on freely licensed music (docs/waveform-tagger.md). A new hash is a new model
-# version: rows of the previous ones (f21a571c..., be51e217...) stay in Postgres under their own versions.
+# projection used in training only), on freely licensed music, its tag layer then refitted on the teachers' log-odds
+# (docs/waveform-tagger.md). A new hash is a new model version: rows of the previous ones (f21a571c..., be51e217...,
+# 479b1805...) stay in Postgres under their own versions.
 SPECS["samplecnn-mtt"] = samplecnn_spec(
-    "samplecnn-mtt", MTT_LABELS, "479b180500a0f9be7d6935ec73f675bb55250d6271711cebcba529620895cf92",
+    "samplecnn-mtt", MTT_LABELS, "3a2265e2a582e09df2e5724fec611e4fcfbd3252fc49d92c524561b3959e8207",
     default=True, licence="MIT",
     attribution="catalogue-tagger; teachers musicnn-mtt (musicnn 0.1.0, ISC, Music Technology Group, UPF) and "
                 "fcn-mtt (sota-music-tagging-models, MIT, Minz Won / Music Technology Group, UPF)",
