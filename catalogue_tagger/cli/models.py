@@ -173,6 +173,7 @@ def refit_readout_command(cache_dir: Path, weights: Path, out: Path, teachers: s
     Only the 512 -> 50 layer changes (the embedding does not); before and after are scored on every validation
     window against the same teachers.
     """
+    import hashlib
     import json
 
     from safetensors.torch import load_file
@@ -196,7 +197,8 @@ def refit_readout_command(cache_dir: Path, weights: Path, out: Path, teachers: s
         fit = refit_readout(model, train_data, windows_per_track=windows_per_track)
         after = evaluate_model(model, val_data, WINDOW)
         sha256 = save_weights(model, out)
-    record = {"from_weights": str(weights), "teachers": list(names), "weights_sha256": sha256,
+    record = {"from_weights": str(weights), "from_weights_sha256": hashlib.sha256(weights.read_bytes()).hexdigest(),
+              "teachers": list(names), "weights_sha256": sha256,
               "ridge": fit.ridge, "cv_errors": fit.cv_errors, "train_windows": fit.windows,
               "train_tracks": fit.tracks, "validation_before": before, "validation_after": after}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1))

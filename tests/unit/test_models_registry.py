@@ -76,11 +76,15 @@ def test_waveform_tagger_is_shipped_with_the_mtt_labels() -> None:
 
 def test_waveform_tagger_ships_the_training_report_of_its_weights() -> None:
     """The pinned weights are the run's selected epoch (less the projection that served the embedding loss),
-    scored on every validation window; the report says whether that met the thresholds."""
+    scored on every validation window, with the tag layer then refitted (``readout_refit``, scored again); the
+    report says whether the training run met the thresholds."""
     report = json.loads((WEIGHTS_DIR / "samplecnn-mtt.report.json").read_text())
-    final, shipped = report["best_epoch_all_windows"], report["shipped_weights"]
-    assert shipped["sha256"] == get_spec("samplecnn-mtt").weights_sha256
+    final, shipped, refit = report["best_epoch_all_windows"], report["shipped_weights"], report["readout_refit"]
+    assert shipped["sha256"] == get_spec("samplecnn-mtt").weights_sha256 == refit["weights_sha256"]
     assert shipped["from_weights_sha256"] == final["weights_sha256"]
+    assert refit["from_weights_sha256"] == shipped["without_projection_sha256"]
+    assert refit["validation_before"]["macro_roc_auc"] == pytest.approx(final["macro_roc_auc"], abs=1e-3)
+    assert refit["validation_after"]["n_windows"] == final["n_windows"] and refit["teachers"] == report["teachers"]
     assert shipped["dropped"] == ["net.projection.bias", "net.projection.weight"]
     assert final["epoch"] == report["best_epoch"]["epoch"]
     assert report["thresholds"] == {"macro_roc_auc": 0.93, "median_spearman": 0.93}

@@ -126,6 +126,7 @@ def test_train_waveform_with_mixtures_and_the_log_odds_loss(tmp_path: Path) -> N
     record = json.loads(refitted.with_suffix(".json").read_text())
     assert record["train_tracks"] == 4 and record["train_windows"] == 4 and str(record["ridge"]) in record["cv_errors"]
     assert record["validation_after"]["n_windows"] == 1 and f"sha256 {record['weights_sha256']}" in result.output
+    assert record["from_weights_sha256"] == json.loads((out / "best.json").read_text())["weights_sha256"]
     old, new = load_file(str(out / "samplecnn-mtt.safetensors")), load_file(str(refitted))
     assert {k for k in old if not torch.equal(old[k], new[k])} == {"net.output.weight", "net.output.bias"}
     # the same seed gives the same mixtures in another cache
