@@ -23,24 +23,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
-from catalogue_tagger.models.samplecnn import EMBEDDING_SIZE, WINDOW
+from catalogue_tagger.models.samplecnn import WINDOW
 from catalogue_tagger.training.corpus import Corpus
 from catalogue_tagger.training.data import TrackSet
 from catalogue_tagger.training.embedding_check import embedding_figures
 from catalogue_tagger.training.evaluate import score_windows, scores_metrics, tag_metrics, torch_scorer
-from catalogue_tagger.training.train import new_student
+from catalogue_tagger.training.train import load_student
 
 BRIEF = ("macro_roc_auc", "median_spearman", "mean_spearman", "loss", "n_windows", "n_tracks", "n_tags_scored")
-
-
-def load_student(path: Path) -> torch.nn.Module:
-    state = load_file(str(path))
-    size = state["net.projection.weight"].shape[0] if "net.projection.weight" in state else EMBEDDING_SIZE
-    model = new_student(0, size)
-    model.load_state_dict(state, strict=True)
-    return model.eval()
 
 
 def track_embeddings(model: torch.nn.Module, data: TrackSet, batch_size: int) -> np.ndarray:

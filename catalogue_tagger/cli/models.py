@@ -176,22 +176,17 @@ def refit_readout_command(cache_dir: Path, weights: Path, out: Path, teachers: s
     import hashlib
     import json
 
-    from safetensors.torch import load_file
-
-    from catalogue_tagger.models.samplecnn import EMBEDDING_SIZE, WINDOW
+    from catalogue_tagger.models.samplecnn import WINDOW
     from catalogue_tagger.training.corpus import Corpus
     from catalogue_tagger.training.data import TrackSet
     from catalogue_tagger.training.evaluate import evaluate_model
     from catalogue_tagger.training.readout import refit_readout
-    from catalogue_tagger.training.train import new_student, save_weights
+    from catalogue_tagger.training.train import load_student, save_weights
 
     with user_errors():
         names = tuple(n.strip() for n in teachers.split(",") if n.strip())
         corpus = Corpus.open(cache_dir)
-        state = load_file(str(weights))
-        size = state["net.projection.weight"].shape[0] if "net.projection.weight" in state else EMBEDDING_SIZE
-        model = new_student(0, size)
-        model.load_state_dict(state, strict=True)
+        model = load_student(weights)
         train_data, val_data = (TrackSet.load(corpus, split, names) for split in ("train", "validation"))
         before = evaluate_model(model, val_data, WINDOW)
         fit = refit_readout(model, train_data, windows_per_track=windows_per_track)

@@ -150,7 +150,8 @@ SPECS["samplecnn-mtt"] = samplecnn_spec(
     attribution="catalogue-tagger; teachers musicnn-mtt (musicnn 0.1.0, ISC, Music Technology Group, UPF) and "
                 "fcn-mtt (sota-music-tagging-models, MIT, Minz Won / Music Technology Group, UPF)",
     source="catalogue-tagger models train-waveform on 14.86 h of Debian game music (10.06 h trained on), started "
-           "from the previous version's weights (model card: docs/waveform-tagger.md)",
+           "from the previous version's weights, then models refit-readout of its tag layer (model card: "
+           "docs/waveform-tagger.md)",
 )
 
 # Won et al. (SMC 2020), MIT: converted from ../shared/weights/sota-mtat (manifest-sota-mtat.json)

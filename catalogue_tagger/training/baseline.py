@@ -18,8 +18,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from catalogue_tagger.models.samplecnn import SampleCnnNet
-from catalogue_tagger.training.data import Floats, TrackSet, crop, eval_starts
-from catalogue_tagger.training.evaluate import evaluate_scorer
+from catalogue_tagger.training.data import Floats, TrackSet, crop, window_rows
+from catalogue_tagger.training.evaluate import embed_rows, evaluate_scorer
 from catalogue_tagger.training.train import WINDOW, new_student
 
 logger = logging.getLogger(__name__)
@@ -38,17 +38,8 @@ class BaselineConfig:
     device: str = "cpu"
 
 
-def _windows(data: TrackSet, per_track: int) -> list[tuple[int, int]]:
-    return [(i, int(s)) for i, w in enumerate(data.waves) for s in eval_starts(len(w), WINDOW, per_track)]
-
-
-@torch.inference_mode()
 def _features(net: SampleCnnNet, data: TrackSet, rows: list[tuple[int, int]], config: BaselineConfig) -> Floats:
-    out = []
-    for b in range(0, len(rows), config.batch_size):
-        x = np.stack([crop(data.waves[i], s, WINDOW) for i, s in rows[b : b + config.batch_size]])
-        out.append(net.embed(torch.from_numpy(x).to(config.device)).float().cpu().numpy())
-    return np.concatenate(out)
+    return embed_rows(net, data, rows, WINDOW, batch_size=config.batch_size, device=config.device)
 
 
 def calibrate_batchnorm(net: SampleCnnNet, data: TrackSet, rows: list[tuple[int, int]], config: BaselineConfig) -> None:
@@ -83,7 +74,7 @@ def fit_linear(features: Floats, targets: Floats, config: BaselineConfig) -> nn.
 def random_weights_baseline(train_data: TrackSet, val_data: TrackSet, config: BaselineConfig) -> dict[str, float]:
     """Validation metrics of the frozen random SampleCNN + trained linear back-end."""
     net = new_student(config.seed).net.to(config.device)
-    rows = _windows(train_data, config.windows_per_track)
+    rows = window_rows(train_data, WINDOW, config.windows_per_track)
     rng = np.random.default_rng(config.seed)
     calibration = [rows[i] for i in sorted(rng.permutation(len(rows))[: config.calibration_windows])]
     calibrate_batchnorm(net, train_data, calibration, config)

@@ -71,6 +71,10 @@ class CorpusTrack:
         stem = "".join(c if c.isalnum() or c in "-_." else "_" for c in self.track_id.replace("/", "__"))
         return f"{stem}-{digest}"
 
+    def wave_path(self, cache_dir: Path) -> Path:
+        """Where this track's decoded waveform lies in ``cache_dir``."""
+        return cache_dir / "wave" / f"{self.cache_name}.npy"
+
 
 def discover(audio_dir: Path) -> list[tuple[str, Path]]:
     """``(package, file)`` of every audio file under the training-package folders of ``audio_dir``, sorted."""
@@ -119,7 +123,7 @@ class Corpus:
         return [t for t in self.tracks if t.split == name]
 
     def wave_path(self, track: CorpusTrack) -> Path:
-        return self.cache_dir / "wave" / f"{track.cache_name}.npy"
+        return track.wave_path(self.cache_dir)
 
     def waveform(self, track: CorpusTrack) -> npt.NDArray[np.float16]:
         """``(samples,)`` float16, memory-mapped."""
@@ -177,10 +181,10 @@ def mix_tracks(cache_dir: Path, tracks: Sequence[CorpusTrack], per_track: int, s
             second = train[partners[i] + (partners[i] >= i)]  # any training track but the first
             mix = CorpusTrack(f"{MIX_PACKAGE}/{copy}/{first.track_id}+{second.track_id}", MIX_PACKAGE,
                               first.samples, "train")
-            path = cache_dir / "wave" / f"{mix.cache_name}.npy"
+            path = mix.wave_path(cache_dir)
             if not path.exists():
-                a = np.load(cache_dir / "wave" / f"{first.cache_name}.npy").astype(np.float32)
-                b = np.load(cache_dir / "wave" / f"{second.cache_name}.npy").astype(np.float32)
+                a = np.load(first.wave_path(cache_dir)).astype(np.float32)
+                b = np.load(second.wave_path(cache_dir)).astype(np.float32)
                 looped = np.resize(np.roll(b, -int(offsets[i] * len(b))), len(a))
                 _save_npy(path, ((a + gains[i] * looped) / (1 + gains[i])).astype(np.float16))
             mixes.append(mix)
@@ -211,7 +215,7 @@ def prepare(audio_dir: Path, cache_dir: Path, *, val_fraction: float = 0.15, see
     for package, path in files:
         track_id = f"{package}/{path.name}"
         probe = CorpusTrack(track_id, package, 0, split[track_id])
-        wave_path = cache_dir / "wave" / f"{probe.cache_name}.npy"
+        wave_path = probe.wave_path(cache_dir)
         if wave_path.exists():
             samples = int(np.load(wave_path, mmap_mode="r").shape[0])
         else:

@@ -21,10 +21,16 @@ Floats = npt.NDArray[np.float32]
 LOGIT_EPS = 1e-3
 
 
+def log_odds(probs: Floats, eps: float) -> npt.NDArray[np.float64]:
+    """``log(p / (1 - p))`` in float64, with ``p`` clipped to ``[eps, 1 - eps]``."""
+    p = np.clip(probs.astype(np.float64), eps, 1 - eps)
+    result: npt.NDArray[np.float64] = np.log(p / (1 - p))
+    return result
+
+
 def logit_targets(probs: Floats) -> Floats:
     """Log-odds of soft targets, clipped at ``LOGIT_EPS`` (a tag the teachers rule out is -6.9, not -inf)."""
-    p = np.clip(probs.astype(np.float64), LOGIT_EPS, 1 - LOGIT_EPS)
-    result: Floats = np.log(p / (1 - p)).astype(np.float32)
+    result: Floats = log_odds(probs, LOGIT_EPS).astype(np.float32)
     return result
 
 
@@ -56,8 +62,7 @@ class TrackSet:
     def tag_logit_scale(self, window: int) -> float:
         """Mean per-tag variance of the teachers' log-odds targets over every non-overlapping window of these
         tracks (the scale the log-odds tag loss is divided by)."""
-        values = np.stack([t.window(int(s), window) for t, w in zip(self.targets, self.waves)
-                           for s in eval_starts(len(w), window)])
+        values = np.stack([self.targets[i].window(s, window) for i, s in window_rows(self, window)])
         return float(logit_targets(values).astype(np.float64).var(axis=0).mean())
 
     def __len__(self) -> int:
@@ -124,6 +129,12 @@ def embedding_batch(data: TrackSet, plan: EpochPlan, rows: slice, window: int) -
     the teacher's embedding of a louder or inverted crop is taken to be the same)."""
     idx = range(*rows.indices(len(plan)))
     return np.stack([data.targets[plan.track[i]].embedding_window(int(plan.start[i]), window) for i in idx])
+
+
+def window_rows(data: TrackSet, window: int, max_windows: int = 0) -> list[tuple[int, int]]:
+    """``(track index, start)`` of every track's non-overlapping windows (``max_windows`` > 0: that many, evenly
+    spread, per track; :func:`eval_starts`)."""
+    return [(i, int(s)) for i, w in enumerate(data.waves) for s in eval_starts(len(w), window, max_windows)]
 
 
 def eval_starts(samples: int, window: int, max_windows: int = 0) -> npt.NDArray[np.int64]:

@@ -16,7 +16,7 @@ A track mean is the mean over the track's non-overlapping windows, as ``predict`
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -24,7 +24,8 @@ import numpy.typing as npt
 import torch
 from scipy.stats import rankdata, spearmanr
 
-from catalogue_tagger.training.data import Floats, TrackSet, crop, eval_starts, logit_targets
+from catalogue_tagger.models.samplecnn import SampleCnnNet
+from catalogue_tagger.training.data import Floats, TrackSet, crop, log_odds, logit_targets, window_rows
 
 TOP_K = 3
 #: acceptance thresholds on validation tracks, against the teacher ensemble (0.85 and 0.7 until the version with
@@ -107,18 +108,12 @@ class WindowScores:
 def score_windows(score: WindowScorer, data: TrackSet, window: int, *, max_windows: int = 0,
                   batch_size: int = 16) -> WindowScores:
     """``score`` on each track's non-overlapping windows (``max_windows`` > 0: a spread subset)."""
-    rows = tuple((i, int(s)) for i, w in enumerate(data.waves) for s in eval_starts(len(w), window, max_windows))
+    rows = tuple(window_rows(data, window, max_windows))
     outputs = [score(np.stack([crop(data.waves[i], s, window) for i, s in rows[b : b + batch_size]]))
                for b in range(0, len(rows), batch_size)]
     probs = np.concatenate([o[0] if isinstance(o, tuple) else o for o in outputs])
     embeds = [o[1] for o in outputs if isinstance(o, tuple)]
     return WindowScores(rows, probs, np.concatenate(embeds) if len(embeds) == len(outputs) else None)
-
-
-def log_odds(probs: Floats) -> npt.NDArray[np.float64]:
-    """The student's log-odds back from its float32 sigmoids (clipped where float32 saturates)."""
-    p = np.clip(probs.astype(np.float64), 1e-7, 1 - 1e-7)
-    return np.log(p / (1 - p))
 
 
 def scores_metrics(scores: WindowScores, data: TrackSet, window: int, embedding_scale: float | None = None,
@@ -131,7 +126,9 @@ def scores_metrics(scores: WindowScores, data: TrackSet, window: int, embedding_
     teacher = np.stack([t.track_mean for t in data.targets])
     metrics = {"loss": bce(scores.probs, targets), "n_windows": len(scores.rows), **tag_metrics(student, teacher)}
     if logit_scale is not None:
-        metrics["logit_loss"] = float(np.mean((log_odds(scores.probs) - logit_targets(targets)) ** 2) / logit_scale)
+        # the student's log-odds back from its float32 sigmoids, clipped only where float32 saturates
+        error = (log_odds(scores.probs, 1e-7) - logit_targets(targets)) ** 2
+        metrics["logit_loss"] = float(np.mean(error) / logit_scale)
     if embedding_scale is not None and data.has_embeddings and scores.embeddings is not None:
         wanted = np.stack([data.targets[i].embedding_window(s, window) for i, s in scores.rows])
         if scores.embeddings.shape == wanted.shape:
@@ -165,6 +162,19 @@ def prior_scorer(train_data: TrackSet) -> WindowScorer:
         return np.tile(prior, (len(waves), 1))
 
     return score
+
+
+@torch.inference_mode()
+def embed_rows(net: SampleCnnNet, data: TrackSet, rows: Sequence[tuple[int, int]], window: int, *,
+               batch_size: int = 32, device: str = "cpu") -> Floats:
+    """``(len(rows), features)``: SampleCNN's pooled feature (``net.embed``, in the mode the caller set) of the
+    windows ``rows`` (track index, start) of ``data``."""
+    out = []
+    for b in range(0, len(rows), batch_size):
+        x = np.stack([crop(data.waves[i], s, window) for i, s in rows[b : b + batch_size]])
+        out.append(net.embed(torch.from_numpy(x).to(device)).float().cpu().numpy())
+    features: Floats = np.concatenate(out)
+    return features
 
 
 def torch_scorer(model: torch.nn.Module, device: str = "cpu") -> WindowScorer:

@@ -18,7 +18,8 @@ import numpy.typing as npt
 import torch
 
 from catalogue_tagger.models import samplecnn
-from catalogue_tagger.training.data import TrackSet, crop, eval_starts, logit_targets
+from catalogue_tagger.training.data import TrackSet, logit_targets, window_rows
+from catalogue_tagger.training.evaluate import embed_rows
 
 RIDGES = (1.0, 10.0, 100.0, 1000.0)
 FOLDS = 5
@@ -35,19 +36,14 @@ class ReadoutFit:
 
 
 @torch.no_grad()
-def window_features(model: samplecnn.WaveformTagger, data: TrackSet, windows_per_track: int,
-                    batch_size: int = 32) -> tuple[Doubles, Doubles, npt.NDArray[np.int64]]:
+def window_features(model: samplecnn.WaveformTagger, data: TrackSet,
+                    windows_per_track: int) -> tuple[Doubles, Doubles, npt.NDArray[np.int64]]:
     """``(features[n, 512], log-odds targets[n, labels], track index[n])`` of the spread windows of ``data``."""
-    rows = [(i, int(s)) for i, w in enumerate(data.waves)
-            for s in eval_starts(len(w), samplecnn.WINDOW, windows_per_track)]
+    rows = window_rows(data, samplecnn.WINDOW, windows_per_track)
     was_training = model.training
     model.eval()
     try:
-        features = torch.cat([
-            model.net.embed(torch.from_numpy(np.stack([crop(data.waves[i], s, samplecnn.WINDOW)
-                                                       for i, s in rows[b : b + batch_size]])))
-            for b in range(0, len(rows), batch_size)
-        ]).double().numpy()
+        features = embed_rows(model.net, data, rows, samplecnn.WINDOW).astype(np.float64)
     finally:
         model.train(was_training)
     targets = logit_targets(np.stack([data.targets[i].window(s, samplecnn.WINDOW) for i, s in rows]))

@@ -36,9 +36,9 @@ from catalogue_tagger.models import samplecnn
 from catalogue_tagger.models.base import Tagger
 from catalogue_tagger.models.labels import MTT_LABELS
 from catalogue_tagger.models.specs import get_spec, samplecnn_spec
-from catalogue_tagger.training.data import (TrackSet, crop, embedding_batch, eval_starts, logit_targets, make_batch,
-                                            plan_epoch)
-from catalogue_tagger.training.evaluate import evaluate_model
+from catalogue_tagger.training.data import (TrackSet, embedding_batch, logit_targets, make_batch, plan_epoch,
+                                            window_rows)
+from catalogue_tagger.training.evaluate import embed_rows, evaluate_model
 from catalogue_tagger.training.targets import TEACHERS
 
 logger = logging.getLogger(__name__)
@@ -116,6 +116,17 @@ def new_student(seed: int, embedding_size: int = samplecnn.EMBEDDING_SIZE) -> sa
     return samplecnn.build(samplecnn_spec(MODEL_NAME, MTT_LABELS, embedding_size=embedding_size))
 
 
+def load_student(path: Path) -> samplecnn.WaveformTagger:
+    """A SampleCNN from safetensors, in eval mode, with the projection when the file has one."""
+    from safetensors.torch import load_file
+
+    state = load_file(str(path))
+    size = state["net.projection.weight"].shape[0] if "net.projection.weight" in state else samplecnn.EMBEDDING_SIZE
+    model = new_student(0, size)
+    model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
 def initial_student(config: TrainConfig, data: TrackSet | None = None) -> samplecnn.WaveformTagger:
     """The student before its first epoch: seeded initialisation, then ``config.init_weights`` where given (only
     the projection may be missing from them). A fresh projection starts at the teacher's mean embedding of
@@ -149,13 +160,9 @@ def fit_projection(model: samplecnn.WaveformTagger, data: TrackSet, config: Trai
     projection = model.net.projection
     if projection is None:
         raise ValueError("the student has no projection to fit")
-    rows = [(i, int(s)) for i, w in enumerate(data.waves)
-            for s in eval_starts(len(w), WINDOW, config.projection_fit_windows)]
+    rows = window_rows(data, WINDOW, config.projection_fit_windows)
     model.eval()
-    features = torch.cat([
-        model.net.embed(torch.from_numpy(np.stack([crop(data.waves[i], s, WINDOW) for i, s in rows[b : b + 32]])))
-        for b in range(0, len(rows), 32)
-    ]).double()
+    features = torch.from_numpy(embed_rows(model.net, data, rows, WINDOW)).double()
     targets = torch.from_numpy(np.stack([data.targets[i].embedding_window(s, WINDOW) for i, s in rows])).double()
     x_mean, y_mean = features.mean(dim=0), targets.mean(dim=0)
     xc, yc = features - x_mean, targets - y_mean
